@@ -1,0 +1,3 @@
+from salad.cli.main import app
+
+app(prog_name="salad")

@@ -1,0 +1,65 @@
+"""The CLI's view of Shared and Master: order, follow and list salads over the public API."""
+
+import time
+import uuid
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+POLL_INTERVAL = 0.25  # seconds between status reads while following an order
+FINAL = ("completed", "failed")
+
+
+class ServiceError(Exception):
+    """A service could not be reached or refused the request: the message says which and why."""
+
+
+def call(method: str, url: str, **kwargs) -> httpx.Response:
+    try:
+        response = httpx.request(method, url, timeout=15, **kwargs)
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"cannot reach {url}: {exc}") from exc
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("message") or response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        raise ServiceError(f"{method} {url} answered {response.status_code}: {detail}")
+    return response
+
+
+def order(shared_url: str, fruits: list[str], priority: int = 0) -> dict:
+    """Create an order; the idempotency key makes a retried request create one order."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"fruits": fruits, "priority": priority}
+    return call("POST", f"{shared_url}/v1/orders", json=body, headers=headers).json()
+
+
+def status(shared_url: str, order_id: int) -> dict:
+    return call("GET", f"{shared_url}/v1/orders/{order_id}").json()
+
+
+def workers(master_url: str) -> list[dict]:
+    return call("GET", f"{master_url}/v1/workers").json()
+
+
+def follow(shared_url: str, order_id: int, console: Console, timeout: float | None = None) -> dict:
+    """Show a live progress bar until the order completes or fails; return its final state."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (TextColumn("[bold]salad {task.fields[order]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        current = status(shared_url, order_id)
+        bar = progress.add_task("", total=len(current["fruits"]), order=order_id, detail="")
+        while True:
+            counts = current["counts"]
+            detail = f"running {counts['running']}, queued {counts['queued']}" + (
+                f", failed {counts['failed']}" if counts["failed"] else "")
+            progress.update(bar, completed=counts["done"], detail=detail)
+            if current["status"] in FINAL:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise ServiceError(f"order {order_id} still {current['status']} after {timeout:.0f}s")
+            time.sleep(POLL_INTERVAL)
+            current = status(shared_url, order_id)

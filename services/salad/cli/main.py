@@ -1,0 +1,209 @@
+"""`salad`: run the services, a local stack or a demo, and order and follow salads."""
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from salad.cli import client
+from salad.cli.stack import LocalStack
+from salad.core.logs import logging_config, setup_logging
+from salad.core.settings import (
+    DEFAULT_DATABASE_URL, DatabaseSettings, master_settings, shared_settings, worker_settings,
+)
+
+app = typer.Typer(help="Fruit salads prepared in parallel over REST.", no_args_is_help=True)
+console = Console()
+
+FRUITS = ["apple", "banana", "kiwi", "mango", "orange", "pear", "pineapple", "grape", "cherry", "melon",
+          "papaya", "peach", "plum", "strawberry", "lychee", "passion fruit"]
+MASTER_GRACEFUL_SECONDS = 35  # uvicorn waits this long for open long-polls (SALAD_MAX_CLAIM_WAIT=30) on SIGTERM
+
+SharedUrl = Annotated[str, typer.Option(envvar="SALAD_SHARED_URL", help="Shared's base URL.")]
+MasterUrl = Annotated[str, typer.Option(envvar="SALAD_MASTER_URL", help="Master's base URL.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+# --- Services ------------------------------------------------------------------------------------
+def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
+    setup_logging(log_level)
+    uvicorn.run(factory, factory=True, host=host, port=port, log_config=logging_config(log_level),
+                proxy_headers=True, **kwargs)
+
+
+@app.command()
+def shared() -> None:
+    """Run Shared, the public API (settings from SALAD_* variables)."""
+    settings = shared_settings()
+    run_server("salad.shared.app:build_app", settings.host, settings.port, settings.log_level)
+
+
+@app.command()
+def master() -> None:
+    """Run Master, the dispatcher (settings from SALAD_* variables)."""
+    settings = master_settings()
+    run_server("salad.master.app:build_app", settings.host, settings.port, settings.log_level,
+               timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: prepares fruits, serves /healthz, /readyz and /metrics on SALAD_PORT."""
+    from salad.worker.main import main
+
+    settings = worker_settings()
+    setup_logging(settings.log_level)
+    main(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (SALAD_DATABASE_URL) to the latest schema."""
+    from salad.core.migrate import upgrade
+
+    settings = DatabaseSettings()
+    setup_logging(settings.log_level)
+    upgrade(settings.database_url)
+    console.print("database schema is up to date")
+
+
+# --- Client --------------------------------------------------------------------------------------
+@app.command()
+def order(
+    fruits: Annotated[list[str], typer.Argument(help="The fruits of the salad.")],
+    wait: Annotated[bool, typer.Option(help="Follow the order until it is ready.")] = False,
+    priority: int = 0,
+    timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.")] = None,
+    shared_url: SharedUrl = "http://127.0.0.1:8001",
+    as_json: JsonOutput = False,
+) -> None:
+    """Order a salad."""
+    try:
+        placed = client.order(shared_url, fruits, priority)
+        if not wait:
+            print(json.dumps(placed)) if as_json else console.print(f"order [bold]{placed['id']}[/bold] placed")
+            return
+        final = client.follow(shared_url, placed["id"], Console(quiet=as_json), timeout)
+    except client.ServiceError as exc:
+        fail(str(exc))
+    report(final, as_json)
+
+
+def report(final: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(final))
+    elif final["status"] == "completed":
+        console.print(f"The salad is ready! Enjoy! order {final['id']}: {len(final['fruits'])} fruits "
+                      f"in [bold]{final['preparation_time']:.2f} s[/bold]")
+    else:
+        console.print(f"[red]order {final['id']} failed:[/red] {final['failure_reason']}")
+    if final["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", as_json: JsonOutput = False) -> None:
+    """Show an order: its status, each fruit's state and the completion time."""
+    try:
+        current = client.status(shared_url, order_id)
+    except client.ServiceError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(current))
+        return
+    table = Table(title=f"order {order_id}: {current['status']}"
+                  + (f" in {current['preparation_time']:.2f} s" if current["preparation_time"] else ""))
+    for column in ("#", "fruit", "status", "worker", "attempts"):
+        table.add_column(column)
+    for t in current["tasks"]:
+        table.add_row(str(t["position"]), t["fruit"], t["status"], t["worker"] or "", str(t["attempts"]))
+    console.print(table)
+
+
+@app.command()
+def workers(master_url: MasterUrl = "http://127.0.0.1:8000", as_json: JsonOutput = False) -> None:
+    """List the workers Master knows, with their slots and load."""
+    try:
+        rows = client.workers(master_url)
+    except client.ServiceError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="workers")
+    for column in ("name", "slots", "busy", "live", "last seen"):
+        table.add_column(column)
+    for w in rows:
+        table.add_row(w["name"], str(w["slots"]), str(w["busy"]), "yes" if w["live"] else "no", w["last_seen"])
+    console.print(table)
+
+
+# --- Local stack ---------------------------------------------------------------------------------
+WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes.")]
+SlotsOption = Annotated[int, typer.Option(min=1, help="Tasks each worker prepares at once.")]
+ScaleOption = Annotated[float, typer.Option(min=0, help="A fruit takes execution_time x this many seconds.")]
+DatabaseOption = Annotated[str, typer.Option(envvar="SALAD_DATABASE_URL", help="SQLite (default) or PostgreSQL URL.")]
+
+
+@app.command()
+def up(
+    workers: WorkersOption = 3,
+    slots: SlotsOption = 2,
+    time_scale: ScaleOption = 1.0,
+    database_url: DatabaseOption = DEFAULT_DATABASE_URL,
+    shared_port: int = 8001,
+    master_port: int = 8000,
+    log_dir: Annotated[Path, typer.Option(help="Each process's JSON log goes here.")] = Path(".salad/logs"),
+) -> None:
+    """Run Shared, Master and the workers on this machine until Ctrl-C."""
+    stack = LocalStack(database_url, workers, slots, time_scale, log_dir=log_dir, shared_port=shared_port,
+                       master_port=master_port)
+    with stack:
+        console.print(f"Shared  {stack.shared_url}   (docs at {stack.shared_url}/docs)")
+        console.print(f"Master  {stack.master_url}")
+        console.print(f"{workers} workers x {slots} slots, logs in {log_dir}/, database {database_url}")
+        console.print("Order a salad with: salad order apple banana kiwi --wait    (Ctrl-C stops the stack)")
+        try:
+            while all(s.process.poll() is None for s in stack.services):
+                time.sleep(0.5)
+            fail("a service exited; see its log in " + str(log_dir))
+        except KeyboardInterrupt:
+            console.print("stopping: workers finish or hand back their tasks...")
+
+
+@app.command()
+def demo(
+    fruits: Annotated[int, typer.Option(min=1, help="Fruits in the salad.")] = 8,
+    workers: WorkersOption = 3,
+    slots: SlotsOption = 1,
+    time_scale: ScaleOption = 0.25,
+) -> None:
+    """Bring a local stack up, order a salad, show its progress, print the completion time, stop."""
+    chosen = random.sample(FRUITS, k=min(fruits, len(FRUITS))) + random.choices(FRUITS, k=max(0, fruits - len(FRUITS)))
+    with tempfile.TemporaryDirectory(prefix="salad-demo-") as folder:
+        stack = LocalStack(f"sqlite:///{folder}/salad.db", workers, slots, time_scale, log_dir=Path(folder))
+        console.print(f"starting Shared, Master and {workers} workers (fruit times 4-20 s x {time_scale})...")
+        with stack:
+            placed = client.order(stack.shared_url, chosen)
+            console.print(f"ordered salad {placed['id']}: {', '.join(chosen)}")
+            final = client.follow(stack.shared_url, placed["id"], console)
+            by_worker = client.status(stack.shared_url, placed["id"])["tasks"]
+            table = Table(title="who prepared what")
+            table.add_column("fruit")
+            table.add_column("worker")
+            for t in by_worker:
+                table.add_row(t["fruit"], t["worker"] or "")
+            console.print(table)
+            report(final, as_json=False)

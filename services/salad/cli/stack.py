@@ -1,0 +1,149 @@
+"""A local stack: Shared, Master and N workers as child processes of this one (`salad up`, tests, demo)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from salad.core.migrate import upgrade
+
+START_TIMEOUT = 30.0  # seconds for every service to answer /readyz
+STOP_TIMEOUT = 60.0  # seconds for a process to exit after SIGTERM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path | None = None
+
+    def signal(self, sig: int) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+
+@dataclass
+class LocalStack:
+    database_url: str
+    workers: int = 2
+    slots: int = 2
+    time_scale: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)  # extra SALAD_* settings for every process
+    log_dir: Path | None = None  # where each process's JSON log goes; None: inherit this terminal
+    shared_port: int = 0  # 0: pick a free port
+    master_port: int = 0
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def shared_url(self) -> str:
+        return self.find("shared").url
+
+    @property
+    def master_url(self) -> str:
+        return self.find("master").url
+
+    @property
+    def worker_services(self) -> list[Service]:
+        return [s for s in self.services if s.name.startswith("worker")]
+
+    def find(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def spawn(self, name: str, command: str, port: int, extra_env: dict[str, str]) -> Service:
+        env = {**os.environ, **self.env, "SALAD_DATABASE_URL": self.database_url, "SALAD_PORT": str(port),
+               "SALAD_HOST": "127.0.0.1", **extra_env}
+        log_path, output = None, None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / f"{name}.log"
+            output = log_path.open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "salad", command], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT if output else None)
+        service = Service(name, f"http://127.0.0.1:{port}", process, log_path)
+        self.services.append(service)
+        return service
+
+    def start(self) -> "LocalStack":
+        upgrade(self.database_url)
+        shared_port = self.shared_port or free_port()
+        master_port = self.master_port or free_port()
+        shared_url = f"http://127.0.0.1:{shared_port}"
+        self.spawn("shared", "shared", shared_port, {})
+        self.spawn("master", "master", master_port, {"SALAD_SHARED_URL": shared_url})
+        self.wait_ready(self.services)
+        for _ in range(self.workers):
+            self.add_worker()
+        return self
+
+    def add_worker(self, name: str | None = None, wait: bool = True, **extra_env: str) -> Service:
+        """Start one more worker process (named worker-1, worker-2, ... unless `name` is given)."""
+        name = name or f"worker-{len(self.worker_services) + 1}"
+        env = {"SALAD_MASTER_URL": self.master_url, "SALAD_WORKER_NAME": name, "SALAD_SLOTS": str(self.slots),
+               "SALAD_TIME_SCALE": str(self.time_scale), **extra_env}
+        service = self.spawn(name, "worker", free_port(), env)
+        if wait:
+            self.wait_ready([service])
+        return service
+
+    def add_master(self, name: str = "master-2") -> Service:
+        """Another Master replica on the same database (for multi-replica runs)."""
+        service = self.spawn(name, "master", free_port(), {"SALAD_SHARED_URL": self.shared_url})
+        self.wait_ready([service])
+        return service
+
+    def wait_ready(self, services: list[Service], timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services:
+            while True:
+                if service.process.poll() is not None:
+                    raise RuntimeError(f"{service.name} exited with code {service.process.returncode}"
+                                       + (f"; see {service.log_path}" if service.log_path else ""))
+                try:
+                    if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s")
+                time.sleep(0.1)
+
+    def stop_service(self, service: Service, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then wait; SIGKILL only if it does not exit in time. Returns the exit code."""
+        service.signal(signal.SIGTERM)
+        try:
+            return service.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            return service.process.wait()
+
+    def stop(self) -> None:
+        # Workers first (they hand their tasks back), then Master, then Shared.
+        for group in (self.worker_services, [s for s in self.services if s.name.startswith("master")],
+                      [s for s in self.services if s.name == "shared"]):
+            for service in group:
+                service.signal(signal.SIGTERM)
+            for service in group:
+                self.stop_service(service)
+
+    def __enter__(self) -> "LocalStack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

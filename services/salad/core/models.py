@@ -1,0 +1,131 @@
+"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox` and `workers`.
+
+Both services use one database and one migration history, but neither writes the other's tables:
+they talk over REST, as in the seed.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"  # accepted by Shared, not yet taken by a Master
+    IN_PROGRESS = "in_progress"  # split into tasks by a Master
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"  # leased to a worker until lease_expires_at
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Order(SQLModel, table=True):
+    """A client's salad, as Shared stores it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    fruits: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    priority: int = 0
+    status: str = Field(default=OrderStatus.PENDING, max_length=16)
+    idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
+    request_hash: str | None = Field(default=None, max_length=64)  # refuses a reused key with other fruits
+    created_at: datetime
+    intake_lease_until: datetime | None = None  # a Master claimed it and must confirm before this
+    accepted_at: datetime | None = None
+    completed_at: datetime | None = None
+    preparation_time: float | None = None  # seconds from created_at to the last fruit done
+    failure_reason: str | None = None
+
+
+class Task(SQLModel, table=True):
+    """One fruit of one order, as Master dispatches it."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("order_id", "position", name="uq_tasks_order_position"),
+        # The claim scans only queued rows, in hand-out order: priority, then first come first served,
+        # then longest fruit first within an order.
+        Index(
+            "ix_tasks_queued", text("priority DESC"), "order_id", text("execution_time DESC"), "id",
+            postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_tasks_running_lease", "lease_expires_at",
+            postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(index=True)
+    position: int
+    fruit: str = Field(max_length=255)
+    execution_time: int  # seconds, drawn as in the seed; workers scale it by SALAD_TIME_SCALE
+    priority: int = 0
+    status: str = Field(default=TaskStatus.QUEUED, max_length=16)
+    attempts: int = 0
+    max_attempts: int
+    lease_id: str | None = Field(default=None, max_length=36)
+    lease_expires_at: datetime | None = None
+    worker: str | None = Field(default=None, max_length=255)
+    created_at: datetime
+    queued_at: datetime  # last time it entered the queue
+    claimed_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: str | None = None
+    error: str | None = None
+
+
+class Salad(SQLModel, table=True):
+    """Master's record of an order it split: counts down to completion under a row lock."""
+
+    __tablename__ = "salads"
+
+    order_id: int = Field(primary_key=True)
+    total: int
+    remaining: int
+    status: str = Field(default=OrderStatus.IN_PROGRESS, max_length=16)
+    ordered_at: datetime  # the order's creation at Shared: completion time counts from here
+    finished_at: datetime | None = None
+    preparation_time: float | None = None
+    failure_reason: str | None = None
+    seed_collected: bool = False  # handed out by the seed route GET /send_command
+
+
+class Outbox(SQLModel, table=True):
+    """An order's final state, to be reported to Shared until Shared acknowledges it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_undelivered", "next_attempt_at",
+              postgresql_where=text("delivered_at IS NULL"), sqlite_where=text("delivered_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(unique=True)
+    status: str = Field(max_length=16)  # completed or failed
+    finished_at: datetime
+    preparation_time: float | None = None
+    failure_reason: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime
+    delivered_at: datetime | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A worker that asked for work recently."""
+
+    __tablename__ = "workers"
+
+    name: str = Field(primary_key=True, max_length=255)
+    slots: int
+    busy: int = 0
+    started_at: datetime
+    last_seen: datetime = Field(index=True)

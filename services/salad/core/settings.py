@@ -1,0 +1,82 @@
+"""Settings of each service, read once from SALAD_* environment variables (see the README's table)."""
+
+import socket
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///salad.db"  # the embedded default: one machine, one Master
+
+
+class CommonSettings(BaseSettings):
+    """What every service reads."""
+
+    model_config = SettingsConfigDict(env_prefix="SALAD_", extra="ignore")
+
+    log_level: str = "INFO"
+    host: str = "0.0.0.0"
+
+
+class DatabaseSettings(CommonSettings):
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = Field(10, ge=1)  # connections per process
+
+    @field_validator("database_url")
+    @classmethod
+    def use_psycopg3(cls, url: str) -> str:
+        """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship."""
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+
+class SharedSettings(DatabaseSettings):
+    port: int = 8001
+    max_fruits: int = Field(100, ge=1)  # fruits per order
+    max_fruit_length: int = Field(64, ge=1)  # characters in a fruit's name
+    intake_lease_seconds: float = Field(30.0, gt=0)  # Master must confirm a claimed order within this
+
+
+class MasterSettings(DatabaseSettings):
+    port: int = 8000
+    shared_url: str = "http://127.0.0.1:8001"
+    lease_seconds: float = Field(30.0, gt=0)  # a worker must heartbeat a task within this
+    max_attempts: int = Field(3, ge=1)  # leases a task may lose before it fails
+    worker_ttl_seconds: float = Field(15.0, gt=0)  # a worker unseen for this long is not live
+    max_claim_wait: float = Field(30.0, ge=0)  # longest long-poll a worker may ask for
+    max_tasks_per_claim: int = Field(50, ge=1)
+    intake_interval: float = Field(0.5, gt=0)  # seconds between polls of Shared for new orders
+    reaper_interval: float = Field(1.0, gt=0)  # seconds between scans for expired leases
+    outbox_interval: float = Field(0.5, gt=0)  # seconds between deliveries of completions to Shared
+    execution_time_min: int = Field(4, ge=0)  # seconds; each fruit's time is drawn in [min, max] as in the seed
+    execution_time_max: int = Field(20, ge=0)
+    random_seed: int | None = None  # set to make execution times reproducible
+
+
+class WorkerSettings(CommonSettings):
+    port: int = 9100  # /healthz, /readyz, /metrics
+    master_url: str = "http://127.0.0.1:8000"
+    worker_name: str = Field(default_factory=socket.gethostname)  # the pod name on Kubernetes
+    slots: int = Field(4, ge=1)  # tasks prepared at once
+    time_scale: float = Field(1.0, ge=0)  # a fruit takes execution_time x time_scale seconds
+    claim_wait: float = Field(10.0, ge=0)  # long-poll of one claim request
+    grace_seconds: float = Field(30.0, ge=0)  # on SIGTERM, in-flight tasks may finish within this
+    heartbeat_interval: float = Field(5.0, gt=0)  # keep below the Master's lease_seconds / 2
+    retry_max_seconds: float = Field(60.0, gt=0)  # give up posting a result after this long
+
+
+@lru_cache
+def shared_settings() -> SharedSettings:
+    return SharedSettings()
+
+
+@lru_cache
+def master_settings() -> MasterSettings:
+    return MasterSettings()
+
+
+@lru_cache
+def worker_settings() -> WorkerSettings:
+    return WorkerSettings()

@@ -1,0 +1,81 @@
+"""Master: splits orders into tasks, hands them to workers, completes orders and reports them to Shared."""
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from salad import __version__
+from salad.core.db import is_sqlite, make_engine, ping
+from salad.core.settings import master_settings
+from salad.core.web import create_app
+from salad.master import api, registry, seed
+from salad.master.background import Intake, OutboxRelay, Reaper, every
+from salad.master.wakeup import QueueSignal, listen
+
+SHARED_TIMEOUT = httpx.Timeout(10.0)
+
+log = logging.getLogger(__name__)
+
+
+class QueueCollector:
+    """Queue gauges read from the database at scrape time: every replica reports the same values."""
+
+    def __init__(self, engine, ttl_seconds: float) -> None:
+        self.engine, self.ttl_seconds = engine, ttl_seconds
+
+    def collect(self):
+        try:
+            stats = registry.stats(self.engine, self.ttl_seconds)
+        except Exception:
+            return  # the database is down: /readyz says so; the scrape still answers
+        for name, help_text, value in (
+            ("salad_queue_depth", "Tasks queued, waiting for a worker.", stats.queued),
+            ("salad_queue_oldest_age_seconds", "Age of the oldest queued task.", stats.oldest_queued_age_seconds),
+            ("salad_tasks_running", "Tasks leased to a worker now.", stats.running),
+            ("salad_workers_live", "Workers seen within the worker TTL.", stats.live_workers),
+        ):
+            yield GaugeMetricFamily(name, help_text, value=value)
+
+
+def build_app() -> FastAPI:
+    settings = master_settings()
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    collector = QueueCollector(engine, settings.worker_ttl_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        signal = QueueSignal()
+        app.state.signal = signal
+        async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT)
+        sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT)
+        loops = [
+            every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake"),
+            every(settings.reaper_interval, Reaper(engine, signal).step, "reaper"),
+            every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
+        ]
+        if not is_sqlite(engine):
+            loops.append(listen(settings.database_url, signal))
+        running = [asyncio.create_task(loop) for loop in loops]
+        REGISTRY.register(collector)
+        try:
+            yield
+        finally:
+            REGISTRY.unregister(collector)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await async_shared.aclose()
+            sync_shared.close()
+            engine.dispose()
+
+    app = create_app("master", ready=lambda: ping(engine), title="salad Master", version=__version__,
+                     lifespan=lifespan)
+    app.state.engine = engine
+    app.include_router(api.router)
+    app.include_router(seed.router)
+    return app

@@ -1,0 +1,122 @@
+"""Master's background loops: intake of new orders, reaping of expired leases, the completion outbox.
+
+Every replica runs all three; the database (SKIP LOCKED, leases, unique keys) keeps them from doing any
+piece of work twice.
+"""
+
+import asyncio
+import logging
+import random
+from datetime import timedelta
+
+import httpx
+from anyio import to_thread
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from salad.core.db import transaction, utcnow
+from salad.core.models import Outbox
+from salad.core.settings import MasterSettings
+from salad.master import tasks
+from salad.master.wakeup import QueueSignal
+from salad.shared.schemas import IntakeBatch
+
+OUTBOX_BATCH = 20
+INTAKE_BATCH = 20
+MAX_BACKOFF = 30.0  # seconds between retries of an unreachable Shared
+
+log = logging.getLogger(__name__)
+
+
+async def every(interval: float, step, name: str) -> None:
+    """Run `step` forever; when it reports a full batch, run again at once. Errors are logged, not fatal."""
+    failures = 0
+    while True:
+        try:
+            busy = await step()
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            busy = False
+            log.warning("%s failed (%d in a row): %s", name, failures, exc)
+        if not busy:
+            await asyncio.sleep(min(MAX_BACKOFF, interval * 2 ** min(failures, 6)))
+
+
+class Intake:
+    """Takes pending orders from Shared over REST and splits each into one task per fruit."""
+
+    def __init__(self, engine: Engine, client: httpx.AsyncClient, settings: MasterSettings,
+                 signal: QueueSignal) -> None:
+        self.engine, self.client, self.settings, self.signal = engine, client, settings, signal
+        self.rng = random.Random(settings.random_seed)
+
+    def execution_times(self, n: int) -> list[int]:
+        """As in the seed: each fruit takes a random whole number of seconds in [min, max]."""
+        low, high = self.settings.execution_time_min, max(self.settings.execution_time_min,
+                                                          self.settings.execution_time_max)
+        return [self.rng.randint(low, high) for _ in range(n)]
+
+    async def step(self) -> bool:
+        response = await self.client.post("/internal/v1/intake/claim", json={"limit": INTAKE_BATCH})
+        response.raise_for_status()
+        orders = IntakeBatch.model_validate(response.json()).orders
+        for order in orders:
+            await to_thread.run_sync(
+                lambda o=order: tasks.split_order(
+                    self.engine, o.id, o.fruits, self.execution_times(len(o.fruits)), o.priority, o.created_at,
+                    self.settings.max_attempts,
+                )
+            )
+            self.signal.fire()
+            accepted = await self.client.post(f"/internal/v1/orders/{order.id}/accept")
+            accepted.raise_for_status()
+        if orders:
+            log.info("took %d order(s) from Shared", len(orders))
+        return len(orders) == INTAKE_BATCH
+
+
+class Reaper:
+    """Requeues tasks whose worker stopped heartbeating."""
+
+    def __init__(self, engine: Engine, signal: QueueSignal) -> None:
+        self.engine, self.signal = engine, signal
+
+    async def step(self) -> bool:
+        reaped = await to_thread.run_sync(tasks.reap_expired, self.engine)
+        if reaped:
+            log.warning("requeued or failed %d task(s) with an expired lease", reaped)
+            self.signal.fire()
+        return reaped == tasks.REAP_BATCH
+
+
+class OutboxRelay:
+    """Reports finished orders to Shared until Shared acknowledges (at least once; Shared is idempotent)."""
+
+    def __init__(self, engine: Engine, client: httpx.Client) -> None:
+        self.engine, self.client = engine, client
+
+    def deliver_batch(self) -> int:
+        now = utcnow()
+        with transaction(self.engine) as session:
+            rows = list(session.scalars(
+                select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.next_attempt_at <= now)
+                .order_by(Outbox.id).limit(OUTBOX_BATCH).with_for_update(skip_locked=True)
+            ))
+            for row in rows:
+                body = {"status": row.status, "finished_at": row.finished_at.isoformat(),
+                        "preparation_time": row.preparation_time, "failure_reason": row.failure_reason}
+                try:
+                    self.client.post(f"/internal/v1/orders/{row.order_id}/finish", json=body).raise_for_status()
+                    row.delivered_at = utcnow()
+                except httpx.HTTPError as exc:
+                    row.attempts += 1
+                    row.next_attempt_at = now + timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** row.attempts))
+                    log.warning("could not report order %d to Shared (attempt %d): %s",
+                                row.order_id, row.attempts, exc)
+        return len(rows)
+
+    async def step(self) -> bool:
+        return await to_thread.run_sync(self.deliver_batch) == OUTBOX_BATCH

@@ -1,0 +1,64 @@
+"""The seed document's Master routes, as thin adapters over the task life cycle."""
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, update
+
+from salad.core.db import transaction
+from salad.core.models import OrderStatus, Salad, Task, TaskStatus
+from salad.core.settings import master_settings
+from salad.master import tasks
+from salad.master.schemas import SeedResult, SeedWorker
+
+router = APIRouter(tags=["seed"])
+SALAD_READY = "The salad is ready! Enjoy!"
+
+
+@router.post("/send_task")
+def send_task(body: SeedWorker, request: Request):
+    """Seed contract: one task for the named worker, or 202 "No more tasks".
+
+    The seed's worker never heartbeats, so its lease also covers the fruit's whole execution time.
+    """
+    settings, engine = master_settings(), request.app.state.engine
+    leased = tasks.claim(engine, body.nom_worker, 1, settings.lease_seconds)
+    if not leased:
+        return JSONResponse(status_code=202, content={"message": "No more tasks"})
+    task = leased[0]
+    tasks.heartbeat(engine, task.id, task.lease_id, settings.lease_seconds + task.execution_time)
+    return {"id": task.id, "fruit": task.fruit, "execution_time": task.execution_time}
+
+
+@router.post("/result")
+def result(body: SeedResult, request: Request):
+    """Seed contract: the result of a task sent by /send_task, named by task id and worker."""
+    engine = request.app.state.engine
+    with transaction(engine) as session:
+        task = session.get(Task, body.task.id)
+        if task is None:
+            raise HTTPException(404, detail=f"task {body.task.id} not found")
+        if task.worker != body.task.nom_worker or task.lease_id is None:
+            raise HTTPException(409, detail=f"task {body.task.id} is not leased to {body.task.nom_worker}")
+        lease_id = task.lease_id
+    try:
+        tasks.record_result(engine, body.task.id, lease_id, TaskStatus.SUCCEEDED, body.result, None)
+    except tasks.LeaseLost:
+        raise HTTPException(409, detail=f"task {body.task.id} is not leased to {body.task.nom_worker}")
+    return {"message": "Result received"}
+
+
+@router.get("/send_command")
+def send_command(request: Request):
+    """Seed contract: hand out the next salad made ready since the last call, once."""
+    with transaction(request.app.state.engine) as session:
+        ready = (
+            select(Salad.order_id).where(Salad.status == OrderStatus.COMPLETED, Salad.seed_collected.is_(False))
+            .order_by(Salad.finished_at).limit(1).with_for_update(skip_locked=True)
+        )
+        row = session.execute(
+            update(Salad).where(Salad.order_id == ready.scalar_subquery()).values(seed_collected=True)
+            .returning(Salad.preparation_time)
+        ).one_or_none()
+    if row is None:
+        return JSONResponse(status_code=202, content={"message": "No command"})
+    return {"message": SALAD_READY, "preparation_time": row.preparation_time}

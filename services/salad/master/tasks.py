@@ -1,0 +1,225 @@
+"""The task life cycle in the database: split, claim, heartbeat, result, release, reap.
+
+Every function is one transaction and safe with any number of Master replicas: claims and scans take
+rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row serialises its last results.
+"""
+
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from salad.core.db import is_sqlite, transaction, utcnow
+from salad.core.metrics import (
+    LEASE_EXPIRIES, ORDERS_FINISHED_BY_MASTER, TASK_EXECUTION, TASK_LATENCY, TASK_QUEUE_WAIT, TASK_RETRIES,
+    TASKS_FINISHED,
+)
+from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskStatus
+from salad.master.schemas import LeasedTask, LeaseState
+
+NOTIFY_CHANNEL = "salad_tasks"  # PostgreSQL wakes long-polling claims on every Master replica
+REAP_BATCH = 100
+
+
+class TaskNotFound(Exception):
+    pass
+
+
+class LeaseLost(Exception):
+    """The task is no longer leased under this id: it was requeued, or handed to another worker."""
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+def notify_queued(session: Session) -> None:
+    """Tell every replica's waiting claims that tasks were queued (delivered at commit)."""
+    if not is_sqlite(session.get_bind()):
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+# --- Splitting orders ----------------------------------------------------------------------------
+def split_order(engine: Engine, order_id: int, fruits: list[str], execution_times: list[int], priority: int,
+                ordered_at: datetime, max_attempts: int) -> bool:
+    """Create an order's tasks and its countdown row. False when they already exist (a retried intake)."""
+    now = utcnow()
+    rows = [
+        dict(order_id=order_id, position=i, fruit=fruit, execution_time=seconds, priority=priority,
+             status=TaskStatus.QUEUED, attempts=0, max_attempts=max_attempts, created_at=now, queued_at=now)
+        for i, (fruit, seconds) in enumerate(zip(fruits, execution_times, strict=True))
+    ]
+    try:
+        with transaction(engine) as session:
+            session.add(Salad(order_id=order_id, total=len(rows), remaining=len(rows), ordered_at=ordered_at))
+            session.flush()
+            session.execute(insert(Task), rows)
+            notify_queued(session)
+    except IntegrityError:
+        return False
+    return True
+
+
+# --- Claims --------------------------------------------------------------------------------------
+def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float) -> list[LeasedTask]:
+    """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement.
+
+    Hand-out order: priority, then oldest order first, then longest fruit first within an order.
+    """
+    now = utcnow()
+    lease_id = str(uuid4())
+    expires = now + timedelta(seconds=lease_seconds)
+    claimable = (
+        select(Task.id)
+        .where(Task.status == TaskStatus.QUEUED)
+        .order_by(Task.priority.desc(), Task.order_id, Task.execution_time.desc(), Task.id)
+        .limit(max_tasks)
+        .with_for_update(skip_locked=True)
+    )
+    with transaction(engine) as session:
+        rows = session.execute(
+            update(Task).where(Task.id.in_(claimable.scalar_subquery()))
+            .values(status=TaskStatus.RUNNING, attempts=Task.attempts + 1, lease_id=lease_id,
+                    lease_expires_at=expires, worker=worker, claimed_at=now)
+            .returning(Task.id, Task.order_id, Task.fruit, Task.execution_time, Task.attempts, Task.queued_at,
+                       Task.priority)
+        ).all()
+    for row in rows:
+        TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
+    rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
+    return [
+        LeasedTask(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
+                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires)
+        for r in rows
+    ]
+
+
+def heartbeat(engine: Engine, task_id: int, lease_id: str, lease_seconds: float) -> LeaseState:
+    """Extend a lease; LeaseLost when it is no longer the task's current lease."""
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    with transaction(engine) as session:
+        changed = session.execute(
+            update(Task).where(Task.id == task_id, Task.lease_id == lease_id, Task.status == TaskStatus.RUNNING)
+            .values(lease_expires_at=expires)
+        ).rowcount
+        if not changed:
+            raise_lost_or_missing(session, task_id)
+    return LeaseState(id=task_id, status=TaskStatus.RUNNING, lease_expires_at=expires)
+
+
+def raise_lost_or_missing(session: Session, task_id: int) -> None:
+    if session.get(Task, task_id) is None:
+        raise TaskNotFound(task_id)
+    raise LeaseLost(task_id)
+
+
+# --- Results -------------------------------------------------------------------------------------
+def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, result: str | None,
+                  error: str | None) -> LeaseState:
+    """Record a worker's result. A repeated post of an already recorded result is answered the same."""
+    now = utcnow()
+    with transaction(engine) as session:
+        task = session.scalars(
+            select(Task).where(Task.id == task_id).with_for_update()
+        ).one_or_none()
+        if task is None:
+            raise TaskNotFound(task_id)
+        if task.lease_id != lease_id:
+            raise LeaseLost(task_id)
+        if task.status != TaskStatus.RUNNING:
+            return LeaseState(id=task_id, status=task.status)  # a retried post: already recorded
+        if outcome == TaskStatus.SUCCEEDED:
+            succeed(session, task, result, now)
+        else:
+            retry_or_fail(session, task, error or "the worker reported a failure", now, reason="error")
+        return LeaseState(id=task_id, status=task.status)
+
+
+def succeed(session: Session, task: Task, result: str | None, now: datetime) -> None:
+    task.status, task.result, task.finished_at, task.lease_expires_at = TaskStatus.SUCCEEDED, result, now, None
+    TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc()
+    TASK_EXECUTION.labels(task.fruit).observe(seconds_between(task.claimed_at, now))
+    TASK_LATENCY.labels(task.fruit).observe(seconds_between(task.created_at, now))
+    count_down(session, task.order_id, now)
+
+
+def count_down(session: Session, order_id: int, now: datetime) -> None:
+    """One more fruit done; the last one completes the order in this same transaction."""
+    salad = session.execute(
+        update(Salad).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
+        .values(remaining=Salad.remaining - 1).returning(Salad.remaining, Salad.ordered_at)
+    ).one_or_none()
+    if salad is None or salad.remaining > 0:
+        return
+    preparation_time = seconds_between(salad.ordered_at, now)
+    session.execute(
+        update(Salad).where(Salad.order_id == order_id)
+        .values(status=OrderStatus.COMPLETED, finished_at=now, preparation_time=preparation_time)
+    )
+    session.add(Outbox(order_id=order_id, status=OrderStatus.COMPLETED, finished_at=now,
+                       preparation_time=preparation_time, next_attempt_at=now))
+    ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.COMPLETED).inc()
+
+
+def retry_or_fail(session: Session, task: Task, error: str, now: datetime, reason: str) -> None:
+    """Queue the task again while it has attempts left; then fail it and its order."""
+    task.error, task.lease_expires_at = error, None
+    if task.attempts < task.max_attempts:
+        task.status, task.queued_at, task.worker, task.lease_id = TaskStatus.QUEUED, now, None, None
+        TASK_RETRIES.labels(reason).inc()
+        notify_queued(session)
+        return
+    task.status, task.finished_at = TaskStatus.FAILED, now
+    TASKS_FINISHED.labels(TaskStatus.FAILED).inc()
+    fail_order(session, task.order_id, f"{task.fruit} (task {task.id}) failed after {task.attempts} "
+                                       f"attempts: {error}", now)
+
+
+def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> None:
+    """Mark the order failed, drop its queued fruits, and report it to Shared."""
+    changed = session.execute(
+        update(Salad).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
+        .values(status=OrderStatus.FAILED, finished_at=now, failure_reason=reason)
+    ).rowcount
+    if not changed:
+        return
+    session.execute(
+        update(Task).where(Task.order_id == order_id, Task.status == TaskStatus.QUEUED)
+        .values(status=TaskStatus.FAILED, finished_at=now, error="order failed")
+    )
+    session.add(Outbox(order_id=order_id, status=OrderStatus.FAILED, finished_at=now, failure_reason=reason,
+                       next_attempt_at=now))
+    ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.FAILED).inc()
+
+
+def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:
+    """A worker hands a task back unstarted or unfinished (shutdown): queue it again, attempt not counted."""
+    now = utcnow()
+    with transaction(engine) as session:
+        changed = session.execute(
+            update(Task).where(Task.id == task_id, Task.lease_id == lease_id, Task.status == TaskStatus.RUNNING)
+            .values(status=TaskStatus.QUEUED, attempts=Task.attempts - 1, queued_at=now, worker=None,
+                    lease_id=None, lease_expires_at=None)
+        ).rowcount
+        if not changed:
+            raise_lost_or_missing(session, task_id)
+        notify_queued(session)
+    TASK_RETRIES.labels("released").inc()
+    return LeaseState(id=task_id, status=TaskStatus.QUEUED)
+
+
+def reap_expired(engine: Engine) -> int:
+    """Requeue (or fail, past max_attempts) tasks whose lease expired: their worker is gone."""
+    now = utcnow()
+    with transaction(engine) as session:
+        expired = list(session.scalars(
+            select(Task).where(Task.status == TaskStatus.RUNNING, Task.lease_expires_at < now)
+            .order_by(Task.lease_expires_at).limit(REAP_BATCH).with_for_update(skip_locked=True)
+        ))
+        for task in expired:
+            LEASE_EXPIRIES.inc()
+            retry_or_fail(session, task, f"lease expired on worker {task.worker}", now, reason="lease_expired")
+    return len(expired)

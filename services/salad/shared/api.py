@@ -1,0 +1,108 @@
+"""Shared's HTTP API: the public /v1 orders API, Master's intake endpoints and the seed routes."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from salad.core.models import OrderStatus
+from salad.core.settings import shared_settings
+from salad.shared import orders
+from salad.shared.schemas import (
+    IntakeBatch, IntakeClaim, OrderCreate, OrderFinish, OrderPage, OrderPublic, SeedFruit,
+)
+
+public = APIRouter(prefix="/v1/orders", tags=["orders"])
+internal = APIRouter(prefix="/internal/v1", tags=["master"])
+seed = APIRouter(tags=["seed"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+
+
+def engine_of(request: Request):
+    return request.app.state.engine
+
+
+def not_found(order_id: int) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"order {order_id} not found")
+
+
+@public.post("", status_code=201, response_model=OrderPublic)
+def create_order(body: OrderCreate, request: Request, response: Response, idempotency_key: IdempotencyKey = None):
+    """Order a salad: one task per fruit. Retrying with the same `Idempotency-Key` creates one order."""
+    try:
+        order, created = orders.create_order(engine_of(request), body.fruits, body.priority, idempotency_key)
+    except orders.IdempotencyConflict:
+        raise HTTPException(422, detail="Idempotency-Key was already used for a different order")
+    response.headers["Location"] = f"/v1/orders/{order.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return orders.get_order(engine_of(request), order.id)
+
+
+@public.get("/{order_id}", response_model=OrderPublic)
+def read_order(order_id: int, request: Request):
+    """An order's status, fruit counts by state, each fruit's state, and its completion time."""
+    order = orders.get_order(engine_of(request), order_id)
+    if order is None:
+        raise not_found(order_id)
+    return order
+
+
+@public.get("", response_model=OrderPage)
+def list_orders(
+    request: Request,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="Start after this order id (from `next`).")] = None,
+):
+    """Orders, newest first, a page at a time."""
+    items = orders.list_orders(engine_of(request), status, limit, before)
+    next_page = None
+    if len(items) == limit:
+        query = f"limit={limit}&before={items[-1].id}" + (f"&status={status.value}" if status else "")
+        next_page = f"/v1/orders?{query}"
+    return OrderPage(items=items, next=next_page)
+
+
+@internal.post("/intake/claim", response_model=IntakeBatch)
+def claim_orders(body: IntakeClaim, request: Request):
+    """Lease pending orders to the calling Master, which confirms each with /accept once split."""
+    lease = shared_settings().intake_lease_seconds
+    return IntakeBatch(orders=orders.claim_for_intake(engine_of(request), body.limit, lease))
+
+
+@internal.post("/orders/{order_id}/accept", response_model=OrderPublic)
+def accept_order(order_id: int, request: Request):
+    """The order's tasks exist at Master. Idempotent."""
+    if orders.accept(engine_of(request), order_id) is None:
+        raise not_found(order_id)
+    return orders.get_order(engine_of(request), order_id)
+
+
+@internal.post("/orders/{order_id}/finish", response_model=OrderPublic)
+def finish_order(order_id: int, body: OrderFinish, request: Request):
+    """Master reports the order's final state. Idempotent: the first report wins."""
+    if orders.finish(engine_of(request), order_id, body) is None:
+        raise not_found(order_id)
+    return orders.get_order(engine_of(request), order_id)
+
+
+@seed.post("/create_task/")
+def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body()]):
+    """Seed contract: order a salad from a list of `{"fruit": ...}`."""
+    try:
+        body = OrderCreate(fruits=[f.fruit for f in fruits])
+    except ValidationError as exc:
+        raise HTTPException(422, detail=exc.errors(include_url=False, include_context=False))
+    orders.create_order(engine_of(request), body.fruits)
+    return {"message": "Task created"}
+
+
+@seed.get("/get_tasks_to_do/")
+def seed_get_tasks_to_do(request: Request):
+    """Seed contract: fruits waiting for a Master (read-only: our Master takes them through /internal)."""
+    fruits = [{"fruit": f} for f in orders.pending_fruits(engine_of(request))]
+    return JSONResponse(content=fruits, status_code=200 if fruits else 202)

@@ -1,0 +1,52 @@
+"""Shared: the public API. Accepts orders, answers their status, and feeds Master over REST."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from salad import __version__
+from salad.core.db import make_engine, ping
+from salad.core.models import OrderStatus
+from salad.core.settings import shared_settings
+from salad.core.web import create_app
+from salad.shared import orders
+from salad.shared.api import internal, public, seed
+
+
+class OrdersCollector:
+    """`salad_orders{status}` read from the database at scrape time, so every replica agrees."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def collect(self):
+        family = GaugeMetricFamily("salad_orders", "Orders stored, by status.", labels=["status"])
+        try:
+            counts = orders.count_by_status(self.engine)
+        except Exception:
+            return  # the database is down: /readyz says so; the scrape still answers
+        for status in OrderStatus:
+            family.add_metric([status.value], counts.get(status.value, 0))
+        yield family
+
+
+def build_app() -> FastAPI:
+    settings = shared_settings()
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    collector = OrdersCollector(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        REGISTRY.register(collector)
+        yield
+        REGISTRY.unregister(collector)
+        engine.dispose()
+
+    app = create_app("shared", ready=lambda: ping(engine), title="salad Shared", version=__version__,
+                     lifespan=lifespan)
+    app.state.engine = engine
+    for router in (public, internal, seed):
+        app.include_router(router)
+    return app

@@ -1,0 +1,169 @@
+"""Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction."""
+
+import hashlib
+import json
+from collections import defaultdict
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from salad.core.db import transaction, utcnow
+from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
+from salad.core.models import Order, OrderStatus, Task, TaskStatus
+from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderFinish, OrderPublic
+
+FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
+COUNT_OF_TASK_STATUS = {
+    TaskStatus.QUEUED: "queued", TaskStatus.RUNNING: "running",
+    TaskStatus.SUCCEEDED: "done", TaskStatus.FAILED: "failed",
+}
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different order."""
+
+
+def request_hash(fruits: list[str], priority: int) -> str:
+    return hashlib.sha256(json.dumps([fruits, priority]).encode()).hexdigest()
+
+
+def create_order(
+    engine: Engine, fruits: list[str], priority: int = 0, idempotency_key: str | None = None
+) -> tuple[Order, bool]:
+    """Store a new order; with a key already used for the same fruits, return that order instead.
+
+    Returns (order, created).
+    """
+    digest = request_hash(fruits, priority) if idempotency_key else None
+    try:
+        with transaction(engine) as session:
+            order = Order(fruits=fruits, priority=priority, idempotency_key=idempotency_key,
+                          request_hash=digest, created_at=utcnow())
+            session.add(order)
+        ORDERS_CREATED.inc()
+        return order, True
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+    with transaction(engine) as session:
+        order = session.scalars(select(Order).where(Order.idempotency_key == idempotency_key)).one()
+    if order.request_hash != digest:
+        raise IdempotencyConflict(idempotency_key)
+    return order, False
+
+
+def task_counts(session, order_ids: list[int]) -> dict[int, FruitCounts]:
+    """Fruits per state for each order (read from Master's tasks table, never written here)."""
+    counts: dict[int, FruitCounts] = defaultdict(FruitCounts)
+    if not order_ids:
+        return counts
+    rows = session.execute(
+        select(Task.order_id, Task.status, func.count())
+        .where(Task.order_id.in_(order_ids)).group_by(Task.order_id, Task.status)
+    )
+    for order_id, status, n in rows:
+        setattr(counts[order_id], COUNT_OF_TASK_STATUS[status], n)
+    return counts
+
+
+def to_public(order: Order, counts: FruitCounts | None, tasks: list[Task] | None = None) -> OrderPublic:
+    if counts is None or sum(counts.model_dump().values()) == 0:
+        # Not split into tasks yet: every fruit waits.
+        counts = FruitCounts(queued=len(order.fruits))
+    states = None
+    if tasks is not None:
+        states = [FruitState(position=t.position, fruit=t.fruit, status=t.status, worker=t.worker,
+                             attempts=t.attempts) for t in tasks]
+    return OrderPublic(
+        id=order.id, status=order.status, fruits=order.fruits, priority=order.priority, counts=counts,
+        created_at=order.created_at, accepted_at=order.accepted_at, completed_at=order.completed_at,
+        preparation_time=order.preparation_time, failure_reason=order.failure_reason, tasks=states,
+    )
+
+
+def get_order(engine: Engine, order_id: int) -> OrderPublic | None:
+    with transaction(engine) as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            return None
+        tasks = list(session.scalars(select(Task).where(Task.order_id == order_id).order_by(Task.position)))
+        counts = task_counts(session, [order_id]).get(order_id)
+        if not tasks:
+            tasks = [Task(position=i, fruit=f, status=TaskStatus.QUEUED) for i, f in enumerate(order.fruits)]
+        return to_public(order, counts, tasks)
+
+
+def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
+    """Newest first; `before` is the id after which the page starts (keyset pagination)."""
+    query = select(Order).order_by(Order.id.desc()).limit(limit)
+    if status:
+        query = query.where(Order.status == status)
+    if before is not None:
+        query = query.where(Order.id < before)
+    with transaction(engine) as session:
+        orders = list(session.scalars(query))
+        counts = task_counts(session, [o.id for o in orders])
+        return [to_public(o, counts.get(o.id)) for o in orders]
+
+
+def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
+    """Lease pending orders to a Master; an order not confirmed in time is handed out again."""
+    now = utcnow()
+    claimable = (
+        select(Order.id)
+        .where(Order.status == OrderStatus.PENDING)
+        .where((Order.intake_lease_until.is_(None)) | (Order.intake_lease_until < now))
+        .order_by(Order.priority.desc(), Order.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with transaction(engine) as session:
+        rows = session.execute(
+            update(Order).where(Order.id.in_(claimable.scalar_subquery()))
+            .values(intake_lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(Order.id, Order.fruits, Order.priority, Order.created_at)
+        ).all()
+    orders = [IntakeOrder(id=r.id, fruits=r.fruits, priority=r.priority, created_at=r.created_at) for r in rows]
+    return sorted(orders, key=lambda o: (-o.priority, o.id))
+
+
+def accept(engine: Engine, order_id: int) -> Order | None:
+    """Master has split the order into tasks. Idempotent."""
+    with transaction(engine) as session:
+        session.execute(
+            update(Order).where(Order.id == order_id, Order.status == OrderStatus.PENDING)
+            .values(status=OrderStatus.IN_PROGRESS, accepted_at=utcnow(), intake_lease_until=None)
+        )
+        return session.get(Order, order_id)
+
+
+def finish(engine: Engine, order_id: int, report: OrderFinish) -> Order | None:
+    """Record an order's final state once; a repeated report changes nothing."""
+    with transaction(engine) as session:
+        changed = session.execute(
+            update(Order).where(Order.id == order_id, Order.status.not_in(FINAL))
+            .values(status=report.status, completed_at=report.finished_at,
+                    preparation_time=report.preparation_time, failure_reason=report.failure_reason,
+                    intake_lease_until=None)
+        ).rowcount
+        order = session.get(Order, order_id)
+    if changed:
+        ORDERS_FINISHED.labels(report.status).inc()
+        if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
+            SALAD_COMPLETION.observe(report.preparation_time)
+    return order
+
+
+def pending_fruits(engine: Engine) -> list[str]:
+    """Fruits of orders no Master has taken yet (what the seed's GET /get_tasks_to_do/ lists)."""
+    with transaction(engine) as session:
+        rows = session.scalars(select(Order.fruits).where(Order.status == OrderStatus.PENDING).order_by(Order.id))
+        return [fruit for fruits in rows for fruit in fruits]
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    with transaction(engine) as session:
+        rows = session.execute(select(Order.status, func.count()).group_by(Order.status))
+        return {status: n for status, n in rows}

@@ -1,0 +1,95 @@
+"""Request and response bodies of Shared's API."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from salad.core.settings import shared_settings
+
+FRUIT_PATTERN = r"^\w[\w .'-]*$"  # letters (any script), digits, space, dot, apostrophe, hyphen
+
+FruitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=FRUIT_PATTERN)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrderCreate(StrictModel):
+    fruits: list[FruitName] = Field(min_length=1, description="One task is made per fruit.")
+    priority: int = Field(0, ge=-100, le=100, description="Higher is served first; equal ones in order.")
+
+    @field_validator("fruits")
+    @classmethod
+    def within_limits(cls, fruits: list[str]) -> list[str]:
+        """Limits are settings (SALAD_MAX_FRUITS, SALAD_MAX_FRUIT_LENGTH), so they are checked here."""
+        settings = shared_settings()
+        if len(fruits) > settings.max_fruits:
+            raise ValueError(f"at most {settings.max_fruits} fruits per order, got {len(fruits)}")
+        for fruit in fruits:
+            if len(fruit) > settings.max_fruit_length:
+                raise ValueError(f"a fruit's name has at most {settings.max_fruit_length} characters")
+        return fruits
+
+
+class FruitCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+class FruitState(BaseModel):
+    position: int
+    fruit: str
+    status: str
+    worker: str | None = None
+    attempts: int = 0
+
+
+class OrderPublic(BaseModel):
+    id: int
+    status: str
+    fruits: list[str]
+    priority: int
+    counts: FruitCounts
+    created_at: datetime
+    accepted_at: datetime | None = None
+    completed_at: datetime | None = None
+    preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
+    failure_reason: str | None = None
+    tasks: list[FruitState] | None = Field(None, description="Each fruit's state (single-order reads only).")
+
+
+class OrderPage(BaseModel):
+    items: list[OrderPublic]
+    next: str | None = Field(None, description="URL of the next (older) page, if any.")
+
+
+# --- Master-facing -----------------------------------------------------------------------------
+class IntakeClaim(StrictModel):
+    limit: int = Field(10, ge=1, le=100)
+
+
+class IntakeOrder(BaseModel):
+    id: int
+    fruits: list[str]
+    priority: int
+    created_at: datetime
+
+
+class IntakeBatch(BaseModel):
+    orders: list[IntakeOrder]
+
+
+class OrderFinish(StrictModel):
+    status: Annotated[str, StringConstraints(pattern="^(completed|failed)$")]
+    finished_at: datetime
+    preparation_time: float | None = Field(None, ge=0)
+    failure_reason: str | None = None
+
+
+# --- Seed contract -----------------------------------------------------------------------------
+class SeedFruit(BaseModel):
+    fruit: FruitName
