@@ -117,6 +117,8 @@ class Worker:
             else:
                 await self.master.result(task, f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
                 outcome = "succeeded"
+                log.info("task %d prepared", task.id, extra={"task_id": task.id, "order_id": task.order_id,
+                                                            "fruit": task.fruit, "attempt": task.attempt})
         except LeaseLost:
             log.warning("task %d: lease lost, result dropped", task.id)
         except Exception as exc:

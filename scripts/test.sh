@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine: installs what the tests need (PostgreSQL server
+# binaries, Prometheus, Docker, kubectl), creates .venv, then runs pytest. The tests start their own
+# throwaway PostgreSQL, Prometheus and Docker engine; nothing needs to be running beforehand.
+# Extra arguments go to pytest, e.g.  scripts/test.sh tests/test_api.py -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-system-deps.sh
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -r requirements.lock -e '.[test]'
+
+exec .venv/bin/pytest "$@"

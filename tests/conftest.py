@@ -1,0 +1,58 @@
+"""Fixtures that build real things: a PostgreSQL cluster, migrated databases, running local stacks."""
+
+import itertools
+import os
+import re
+
+import pytest
+
+from salad.cli.stack import LocalStack
+from salad.core.migrate import upgrade
+from tests.postgres import PostgresCluster, create_database
+
+TEMPLATE = "salad_template"
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    """The admin URL of a PostgreSQL server: a throwaway cluster unless SALAD_TEST_DATABASE_URL is set."""
+    external = os.environ.get("SALAD_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster.admin_url
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_admin_url):
+    """A database migrated once; every test gets a cheap copy of it."""
+    upgrade(create_database(postgres_admin_url, TEMPLATE))
+    return TEMPLATE
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url, migrated_template, request):
+    """A fresh, migrated PostgreSQL database for this test."""
+    name = re.sub(r"\W", "_", request.node.name)[:40].lower() + f"_{next(_database_numbers)}"
+    return create_database(postgres_admin_url, name, template=migrated_template)
+
+
+@pytest.fixture
+def make_stack(tmp_path):
+    """Start local stacks (Shared, Master, workers as processes); all are stopped after the test."""
+    stacks: list[LocalStack] = []
+
+    def start(database_url: str, **options) -> LocalStack:
+        options.setdefault("log_dir", tmp_path / f"logs-{len(stacks) + 1}")
+        stack = LocalStack(database_url, **options)
+        stacks.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in stacks:
+        stack.stop()

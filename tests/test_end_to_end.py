@@ -1,0 +1,112 @@
+"""The whole system over real HTTP and a real PostgreSQL: many orders, several Masters, killed workers."""
+
+import signal
+import time
+
+import psycopg
+import pytest
+
+from tests.helpers import get_order, order, prepared_tasks, wait_final, wait_until
+
+FRUITS = ["apple", "banana", "kiwi", "mango", "orange", "pear", "grape", "cherry", "melon", "plum"]
+FAST = {"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
+
+
+def task_rows(database_url: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT id, order_id, status, attempts, worker FROM tasks ORDER BY id").fetchall()
+
+
+def test_twenty_orders_of_ten_fruits_complete_with_each_task_prepared_once(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=4, slots=4, time_scale=0.01, env=FAST)
+    ids = [order(stack, FRUITS)["id"] for _ in range(20)]
+
+    finals = [wait_final(stack, order_id, timeout=120) for order_id in ids]
+
+    assert [o["status"] for o in finals] == ["completed"] * 20
+    for final in finals:
+        assert final["counts"] == {"queued": 0, "running": 0, "done": 10, "failed": 0}
+        assert final["preparation_time"] > 0
+        assert final["completed_at"] >= final["created_at"]
+    rows = task_rows(postgres_url)
+    assert len(rows) == 200
+    assert {(status, attempts) for _, _, status, attempts, _ in rows} == {("succeeded", 1)}
+    prepared = prepared_tasks(stack)
+    assert sorted(prepared) == [row[0] for row in rows]
+    assert set(prepared.values()) == {1}, "a task was prepared more than once"
+    assert len({row[4] for row in rows}) == 4, "every worker took part"
+
+
+def test_two_masters_on_one_database_never_hand_a_task_out_twice(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=2, slots=3, time_scale=0.005, env=FAST)
+    second = stack.add_master()
+    stack.add_worker(SALAD_MASTER_URL=second.url)
+    ids = [order(stack, FRUITS)["id"] for _ in range(15)]
+
+    finals = [wait_final(stack, order_id, timeout=120) for order_id in ids]
+
+    assert {o["status"] for o in finals} == {"completed"}
+    rows = task_rows(postgres_url)
+    assert len(rows) == 150
+    assert {(status, attempts) for _, _, status, attempts, _ in rows} == {("succeeded", 1)}
+    prepared = prepared_tasks(stack)
+    assert len(prepared) == 150 and set(prepared.values()) == {1}
+    assert "worker-3" in {row[4] for row in rows}, "the worker on the second Master took part"
+
+
+LEASE = {"SALAD_LEASE_SECONDS": "2", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.4", **FAST}
+
+
+def running_task_of(stack, order_id: int, worker: str):
+    tasks = get_order(stack, order_id)["tasks"]
+    return next((t for t in tasks if t["status"] == "running" and t["worker"] == worker), None)
+
+
+def test_a_worker_killed_while_holding_a_task_does_not_lose_it(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=1, slots=1, time_scale=0.2, env=LEASE)
+    placed = order(stack, ["apple", "kiwi"])
+    held = wait_until(lambda: running_task_of(stack, placed["id"], "worker-1"), 20, message="task leased")
+
+    victim = stack.find("worker-1")
+    victim.signal(signal.SIGKILL)
+    victim.process.wait(5)
+    stack.add_worker("worker-2", SALAD_TIME_SCALE="0.01")
+    final = wait_final(stack, placed["id"], timeout=60)
+
+    assert final["status"] == "completed"
+    requeued = next(t for t in final["tasks"] if t["position"] == held["position"])
+    assert requeued["worker"] == "worker-2"
+    assert requeued["attempts"] == 2, "the lost lease counted as an attempt"
+
+
+def test_a_sigtermed_worker_finishes_its_task_within_the_grace_period(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=1, slots=2, time_scale=0.1, env=LEASE)
+    placed = order(stack, ["apple", "banana"])
+    wait_until(lambda: running_task_of(stack, placed["id"], "worker-1"), 20, message="task leased")
+
+    started = time.monotonic()
+    code = stack.stop_service(stack.find("worker-1"))
+
+    assert code == 0
+    assert time.monotonic() - started < 30
+    final = get_order(stack, placed["id"])
+    done_by_worker1 = [t for t in final["tasks"] if t["worker"] == "worker-1" and t["status"] == "succeeded"]
+    assert done_by_worker1, "the in-flight fruit was finished, not dropped"
+
+
+def test_a_sigtermed_worker_hands_back_what_it_cannot_finish(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=1, time_scale=1.0, env=LEASE)
+    stack.add_worker("worker-1", SALAD_GRACE_SECONDS="0")
+    placed = order(stack, ["watermelon"])
+    wait_until(lambda: running_task_of(stack, placed["id"], "worker-1"), 20, message="task leased")
+
+    started = time.monotonic()
+    code = stack.stop_service(stack.find("worker-1"))
+    elapsed = time.monotonic() - started
+
+    assert code == 0 and elapsed < 3, f"exit {code} after {elapsed:.1f}s"
+    released = get_order(stack, placed["id"])["tasks"][0]
+    assert released["status"] == "queued" and released["attempts"] == 0, "handed back at once, attempt not counted"
+    stack.add_worker("worker-2", SALAD_TIME_SCALE="0.01")
+    final = wait_final(stack, placed["id"], timeout=30)
+    assert final["status"] == "completed" and final["tasks"][0]["worker"] == "worker-2"

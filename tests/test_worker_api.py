@@ -1,0 +1,165 @@
+"""Master's worker API over real HTTP: leases, stale results, hand-backs, expiry and failure."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.helpers import order, wait_final, wait_until
+
+QUICK_LEASES = {"SALAD_LEASE_SECONDS": "1", "SALAD_REAPER_INTERVAL": "0.1", "SALAD_MAX_ATTEMPTS": "2",
+                "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
+
+
+@pytest.fixture
+def stack(make_stack, postgres_url):
+    return make_stack(postgres_url, workers=0, env=QUICK_LEASES)
+
+
+@pytest.fixture
+def master(stack):
+    with httpx.Client(base_url=stack.master_url, timeout=30) as client:
+        yield client
+
+
+def claim(master, worker="w1", max_tasks=1, wait=5.0) -> list[dict]:
+    response = master.post("/v1/tasks/claim", json={"worker": worker, "max_tasks": max_tasks, "wait": wait})
+    assert response.status_code == 200, response.text
+    return response.json()["tasks"]
+
+
+def test_a_claim_leases_longest_fruits_first_and_a_result_completes_the_order(stack, master):
+    placed = order(stack, ["apple", "banana", "kiwi"])
+
+    tasks = claim(master, max_tasks=10)
+
+    assert len(tasks) == 3
+    assert [t["execution_time"] for t in tasks] == sorted((t["execution_time"] for t in tasks), reverse=True)
+    for task in tasks:
+        response = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": task["lease_id"], "result": "ok"})
+        assert response.status_code == 200 and response.json()["status"] == "succeeded"
+    final = wait_final(stack, placed["id"], timeout=10)
+    assert final["status"] == "completed"
+    assert final["preparation_time"] > 0
+
+
+def test_a_long_poll_is_answered_as_soon_as_a_task_is_queued(stack, master):
+    import threading
+
+    results = {}
+    waiter = threading.Thread(target=lambda: results.setdefault("tasks", claim(master, wait=20)))
+    waiter.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    order(stack, ["apple"])
+    waiter.join(25)
+
+    assert len(results["tasks"]) == 1
+    assert time.monotonic() - started < 5, "answered on the order, not at the end of the wait"
+
+
+def test_results_are_idempotent_and_stale_leases_get_409(stack, master):
+    order(stack, ["apple"])
+    task = claim(master)[0]
+    body = {"lease_id": task["lease_id"], "result": "done"}
+
+    first = master.post(f"/v1/tasks/{task['id']}/result", json=body)
+    again = master.post(f"/v1/tasks/{task['id']}/result", json=body)
+    stale = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": "not-the-lease", "result": "x"})
+    beat = master.post(f"/v1/tasks/{task['id']}/heartbeat", json={"lease_id": "not-the-lease"})
+
+    assert first.status_code == again.status_code == 200
+    assert again.json()["status"] == "succeeded"
+    assert stale.status_code == 409 and "lease" in stale.json()["detail"]
+    assert beat.status_code == 409
+    assert master.post("/v1/tasks/999999/heartbeat", json={"lease_id": "x"}).status_code == 404
+
+
+def test_an_expired_lease_is_requeued_and_the_old_worker_gets_409(stack, master):
+    order(stack, ["apple"])
+    first = claim(master, worker="slow")[0]
+
+    second = claim(master, worker="fast", wait=10)[0]  # after the 1 s lease expires, the task is queued again
+
+    assert second["id"] == first["id"] and second["attempt"] == 2
+    late = master.post(f"/v1/tasks/{first['id']}/result", json={"lease_id": first["lease_id"], "result": "late"})
+    assert late.status_code == 409
+
+
+def test_a_heartbeat_keeps_the_lease_alive(stack, master):
+    order(stack, ["apple"])
+    task = claim(master)[0]
+    for _ in range(6):
+        time.sleep(0.4)
+        assert master.post(f"/v1/tasks/{task['id']}/heartbeat", json={"lease_id": task["lease_id"]}).status_code == 200
+
+    assert claim(master, worker="other", wait=0) == []
+    done = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": task["lease_id"], "result": "ok"})
+    assert done.status_code == 200
+
+
+def test_a_released_task_is_queued_again_without_losing_an_attempt(stack, master):
+    order(stack, ["apple"])
+    task = claim(master)[0]
+
+    released = master.post(f"/v1/tasks/{task['id']}/release", json={"lease_id": task["lease_id"]})
+    again = claim(master, worker="other")[0]
+
+    assert released.status_code == 200 and released.json()["status"] == "queued"
+    assert again["id"] == task["id"] and again["attempt"] == 1
+
+
+def test_a_task_whose_leases_keep_expiring_fails_its_order_with_a_reason(stack, master):
+    placed = order(stack, ["durian"])
+    for _ in range(2):  # SALAD_MAX_ATTEMPTS=2: lose both leases
+        assert claim(master, worker="vanishing", wait=10)
+
+    final = wait_final(stack, placed["id"], timeout=20)
+
+    assert final["status"] == "failed"
+    assert "failed after 2 attempts: lease expired on worker vanishing" in final["failure_reason"]
+    assert final["counts"]["failed"] == 1
+
+
+def test_a_task_failing_on_every_attempt_fails_its_order_and_drops_its_queued_fruits(stack, master):
+    placed = order(stack, ["durian", "apple"])
+    for attempt in (1, 2):
+        task = claim(master)[0]  # the longest fruit first, each time
+        assert task["attempt"] == attempt
+        failed = {"lease_id": task["lease_id"], "outcome": "failed", "error": "knife broke"}
+        assert master.post(f"/v1/tasks/{task['id']}/result", json=failed).status_code == 200
+
+    final = wait_final(stack, placed["id"], timeout=20)
+
+    assert final["status"] == "failed"
+    assert "failed after 2 attempts: knife broke" in final["failure_reason"]
+    assert final["counts"] == {"queued": 0, "running": 0, "done": 0, "failed": 2}
+    assert claim(master, wait=0) == [], "the failed order's other fruit is not handed out"
+
+
+def test_workers_register_and_are_listed_with_their_load(stack, master):
+    assert master.put("/v1/workers/w-a", json={"slots": 4, "busy": 1}).status_code == 204
+
+    listed = master.get("/v1/workers").json()
+    stats = master.get("/v1/stats").json()
+
+    assert [(w["name"], w["slots"], w["busy"], w["live"]) for w in listed] == [("w-a", 4, 1, True)]
+    assert stats["live_workers"] == 1
+    assert master.delete("/v1/workers/w-a").status_code == 204
+    assert master.get("/v1/workers").json() == []
+
+
+@pytest.mark.parametrize("path,body,expected", [
+    ("/v1/tasks/claim", {"worker": "", "max_tasks": 1}, "worker"),
+    ("/v1/tasks/claim", {"worker": "w", "max_tasks": 0}, "max_tasks"),
+    ("/v1/tasks/claim", {"worker": "w", "wait": -1}, "wait"),
+    ("/v1/tasks/claim", {"worker": "w", "extra": 1}, "extra"),
+    ("/v1/tasks/1/result", {"lease_id": "x", "outcome": "maybe"}, "outcome"),
+    ("/v1/tasks/0/heartbeat", {"lease_id": "x"}, "task_id"),
+    ("/send_task", {}, "nom_worker"),
+])
+def test_bad_worker_requests_get_a_4xx_naming_the_field(master, path, body, expected):
+    response = master.post(path, json=body)
+
+    assert response.status_code == 422
+    assert expected in response.json()["message"]
