@@ -6,8 +6,10 @@ import re
 
 import pytest
 
+from salad.cli import client
 from salad.cli.stack import LocalStack
 from salad.core.migrate import upgrade
+from tests.helpers import wait_final
 from tests.postgres import PostgresCluster, create_database
 
 TEMPLATE = "salad_template"
@@ -56,3 +58,32 @@ def make_stack(tmp_path):
     yield start
     for stack in stacks:
         stack.stop()
+
+
+class ObservedStack:
+    """A running stack as the observability tests see it: URLs, plus order-and-wait helpers."""
+
+    def __init__(self, stack: LocalStack, masters: list) -> None:
+        self.stack = stack
+        self.shared_url = stack.shared_url
+        self.master_url = stack.master_url
+        self.master_urls = [m.url for m in masters]
+        self.worker_urls = [w.url for w in stack.worker_services]
+        self.database_url = stack.database_url
+
+    def order(self, fruits: list[str]) -> int:
+        return client.order(self.shared_url, fruits)["id"]
+
+    def wait(self, order_id: int, timeout: float = 60) -> dict:
+        return wait_final(self.stack, order_id, timeout)
+
+
+@pytest.fixture(params=["one-master", "two-masters"])
+def local_stack(request, make_stack, postgres_url):
+    """A stack with two workers, with one Master or two replicas on the same database."""
+    stack = make_stack(postgres_url, workers=2, slots=2, time_scale=0.05,
+                       env={"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"})
+    masters = [stack.find("master")]
+    if request.param == "two-masters":
+        masters.append(stack.add_master())
+    return ObservedStack(stack, masters)

@@ -2,6 +2,7 @@
 
 import json
 import random
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -166,6 +167,8 @@ def up(
     shared_port: int = 8001,
     master_port: int = 8000,
     log_dir: Annotated[Path, typer.Option(help="Each process's JSON log goes here.")] = Path(".salad/logs"),
+    with_prometheus: Annotated[bool, typer.Option("--prometheus", help="Also run a Prometheus scraping the stack.")] = False,
+    prometheus_port: int = 9090,
 ) -> None:
     """Run Shared, Master and the workers on this machine until Ctrl-C."""
     stack = LocalStack(database_url, workers, slots, time_scale, log_dir=log_dir, shared_port=shared_port,
@@ -174,13 +177,36 @@ def up(
         console.print(f"Shared  {stack.shared_url}   (docs at {stack.shared_url}/docs)")
         console.print(f"Master  {stack.master_url}")
         console.print(f"{workers} workers x {slots} slots, logs in {log_dir}/, database {database_url}")
+        if with_prometheus:
+            start_local_prometheus(stack, prometheus_port, log_dir)
         console.print("Order a salad with: salad order apple banana kiwi --wait    (Ctrl-C stops the stack)")
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the stack like Ctrl-C
         try:
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)
             fail("a service exited; see its log in " + str(log_dir))
         except KeyboardInterrupt:
             console.print("stopping: workers finish or hand back their tasks...")
+
+
+def start_local_prometheus(stack: LocalStack, port: int, log_dir: Path) -> None:
+    """Prometheus scraping every process of the stack, with salad's alert rules when they are at hand."""
+    from salad.cli import prometheus
+
+    def hosts(services) -> list[str]:
+        return [s.url.removeprefix("http://") for s in services]
+
+    targets = {"salad-shared": hosts([stack.find("shared")]),
+               "salad-master": hosts([s for s in stack.services if s.name.startswith("master")]),
+               "salad-worker": hosts(stack.worker_services)}
+    rules = [p for p in [prometheus.REPO_RULES] if p.exists()]
+    config = prometheus.render_config(targets, "5s", rules)
+    try:
+        process = prometheus.start(config, log_dir / "prometheus", port, (log_dir / "prometheus.log").open("ab"))
+    except RuntimeError as exc:
+        fail(str(exc))
+    stack.extra_processes.append(process)
+    console.print(f"Prometheus http://127.0.0.1:{port}   (try: salad_queue_depth, salad_order_completion_seconds)")
 
 
 @app.command()

@@ -46,6 +46,7 @@ class LocalStack:
     shared_port: int = 0  # 0: pick a free port
     master_port: int = 0
     services: list[Service] = field(default_factory=list)
+    extra_processes: list[subprocess.Popen] = field(default_factory=list)  # e.g. a local Prometheus
 
     @property
     def shared_url(self) -> str:
@@ -130,6 +131,9 @@ class LocalStack:
             return service.process.wait()
 
     def stop(self) -> None:
+        for process in self.extra_processes:
+            process.terminate()
+            process.wait(STOP_TIMEOUT)
         # Workers first (they hand their tasks back), then Master, then Shared.
         for group in (self.worker_services, [s for s in self.services if s.name.startswith("master")],
                       [s for s in self.services if s.name == "shared"]):

@@ -65,3 +65,15 @@ WORKER_TASKS = Counter(
     "salad_worker_tasks_total", "Tasks this worker finished, by outcome (succeeded, failed, released, lost).",
     ["outcome"],
 )
+
+# Label values known up front start at zero, so rate() and increase() (and the alerts built on them) see
+# the very first event instead of a series appearing out of nothing.
+for _outcome in ("succeeded", "failed"):
+    TASKS_FINISHED.labels(_outcome)
+    ORDERS_FINISHED_BY_MASTER.labels(_outcome)
+for _reason in ("lease_expired", "released", "error"):
+    TASK_RETRIES.labels(_reason)
+for _status in ("completed", "failed"):
+    ORDERS_FINISHED.labels(_status)
+for _outcome in ("succeeded", "failed", "released", "lost"):
+    WORKER_TASKS.labels(_outcome)

@@ -1,0 +1,65 @@
+"""The `salad` command as a user runs it: demo on the embedded SQLite default, order/status/workers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from salad.cli.stack import free_port
+
+
+def salad(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "salad", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "120", **env})
+
+
+def test_demo_runs_a_salad_on_the_embedded_default_and_prints_its_completion_time(tmp_path):
+    done = salad("demo", "--fruits", "6", "--workers", "2", "--time-scale", "0.02")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The salad is ready! Enjoy!" in done.stdout
+    assert "6 fruits in" in done.stdout
+    assert "worker-1" in done.stdout and "worker-2" in done.stdout
+
+
+@pytest.fixture
+def stack(make_stack, postgres_url):
+    return make_stack(postgres_url, workers=2, slots=2, time_scale=0.01,
+                      env={"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"})
+
+
+def test_order_wait_json_status_and_workers(stack):
+    ordered = salad("order", "apple", "kiwi", "mango", "--wait", "--json", "--shared-url", stack.shared_url)
+
+    assert ordered.returncode == 0, ordered.stderr
+    final = json.loads(ordered.stdout)
+    assert final["status"] == "completed" and final["counts"]["done"] == 3
+
+    shown = salad("status", str(final["id"]), "--shared-url", stack.shared_url)
+    assert shown.returncode == 0 and "completed" in shown.stdout and "kiwi" in shown.stdout
+
+    listed = json.loads(salad("workers", "--json", "--master-url", stack.master_url).stdout)
+    assert sorted(w["name"] for w in listed) == ["worker-1", "worker-2"]
+
+
+def test_order_wait_shows_progress_and_the_completion_time(stack):
+    ordered = salad("order", "pear", "plum", "--wait", "--shared-url", stack.shared_url)
+
+    assert ordered.returncode == 0, ordered.stderr
+    assert "2/2" in ordered.stdout
+    assert "The salad is ready! Enjoy!" in ordered.stdout
+
+
+def test_clear_errors_for_an_unreachable_service_and_a_refused_order(stack):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    unreachable = salad("order", "apple", "--shared-url", nowhere)
+    refused = salad("order", "", "--shared-url", stack.shared_url)
+    missing = salad("status", "424242", "--shared-url", stack.shared_url)
+
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stdout
+    assert refused.returncode == 1 and "422" in refused.stdout and "fruits.0" in refused.stdout
+    assert missing.returncode == 1 and "order 424242 not found" in missing.stdout
