@@ -72,7 +72,7 @@ class ObservedStack:
         self.database_url = stack.database_url
 
     def order(self, fruits: list[str]) -> int:
-        return client.order(self.shared_url, fruits)["id"]
+        return client.order(self.shared_url, self.stack.client_token, fruits)["id"]
 
     def wait(self, order_id: int, timeout: float = 60) -> dict:
         return wait_final(self.stack, order_id, timeout)

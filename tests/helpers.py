@@ -10,13 +10,14 @@ from salad.cli.stack import LocalStack
 
 
 def order(stack: LocalStack, fruits: list[str], **headers: str) -> dict:
-    response = httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": fruits}, headers=headers, timeout=10)
+    response = httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": fruits},
+                          headers={**stack.client_headers, **headers}, timeout=10)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def get_order(stack: LocalStack, order_id: int) -> dict:
-    response = httpx.get(f"{stack.shared_url}/v1/orders/{order_id}", timeout=10)
+    response = httpx.get(f"{stack.shared_url}/v1/orders/{order_id}", headers=stack.client_headers, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 

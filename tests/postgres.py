@@ -29,8 +29,14 @@ def find_binary(name: str) -> str:
     return found
 
 
+# Fast and unsafe: the tests need no durability. The benchmark passes `settings` to turn fsync back on.
+TEST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300"}
+
+
 class PostgresCluster:
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        """`settings` override TEST_SETTINGS (or add to them), e.g. {"fsync": "on"}."""
+        self.settings = {**TEST_SETTINGS, **(settings or {})}
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="salad-pg-"))
         self.data = self.folder / "data"
@@ -47,8 +53,8 @@ class PostgresCluster:
             uid = pwd.getpwnam(self.user).pw_uid
             os.chown(self.folder, uid, -1)
         self.run(find_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off " \
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 " + " ".join(
+            f"-c {name}={value}" for name, value in self.settings.items())
         self.run(find_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"),
                  "-w", "start")
         return self

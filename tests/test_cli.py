@@ -32,21 +32,24 @@ def stack(make_stack, postgres_url):
 
 
 def test_order_wait_json_status_and_workers(stack):
-    ordered = salad("order", "apple", "kiwi", "mango", "--wait", "--json", "--shared-url", stack.shared_url)
+    ordered = salad("order", "apple", "kiwi", "mango", "--wait", "--json", "--shared-url", stack.shared_url,
+                    SALAD_CLIENT_TOKEN=stack.client_token)
 
     assert ordered.returncode == 0, ordered.stderr
     final = json.loads(ordered.stdout)
     assert final["status"] == "completed" and final["counts"]["done"] == 3
 
-    shown = salad("status", str(final["id"]), "--shared-url", stack.shared_url)
+    shown = salad("status", str(final["id"]), "--shared-url", stack.shared_url, "--token", stack.client_token)
     assert shown.returncode == 0 and "completed" in shown.stdout and "kiwi" in shown.stdout
 
-    listed = json.loads(salad("workers", "--json", "--master-url", stack.master_url).stdout)
+    listed = json.loads(salad("workers", "--json", "--master-url", stack.master_url,
+                              SALAD_CLIENT_TOKEN=stack.client_token).stdout)
     assert sorted(w["name"] for w in listed) == ["worker-1", "worker-2"]
 
 
 def test_order_wait_shows_progress_and_the_completion_time(stack):
-    ordered = salad("order", "pear", "plum", "--wait", "--shared-url", stack.shared_url)
+    ordered = salad("order", "pear", "plum", "--wait", "--shared-url", stack.shared_url,
+                    SALAD_CLIENT_TOKEN=stack.client_token)
 
     assert ordered.returncode == 0, ordered.stderr
     assert "2/2" in ordered.stdout
@@ -57,9 +60,11 @@ def test_clear_errors_for_an_unreachable_service_and_a_refused_order(stack):
     nowhere = f"http://127.0.0.1:{free_port()}"
 
     unreachable = salad("order", "apple", "--shared-url", nowhere)
-    refused = salad("order", "", "--shared-url", stack.shared_url)
-    missing = salad("status", "424242", "--shared-url", stack.shared_url)
+    refused = salad("order", "", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN=stack.client_token)
+    missing = salad("status", "424242", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN=stack.client_token)
+    wrong_token = salad("order", "apple", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN="not-a-token")
 
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stdout
     assert refused.returncode == 1 and "422" in refused.stdout and "fruits.0" in refused.stdout
     assert missing.returncode == 1 and "order 424242 not found" in missing.stdout
+    assert wrong_token.returncode == 1 and "401" in wrong_token.stdout and "SALAD_CLIENT_TOKEN" in wrong_token.stdout

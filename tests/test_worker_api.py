@@ -1,6 +1,7 @@
 """Master's worker API over real HTTP: leases, stale results, hand-backs, expiry and failure."""
 
 import time
+import uuid
 
 import httpx
 import pytest
@@ -18,7 +19,8 @@ def stack(make_stack, postgres_url):
 
 @pytest.fixture
 def master(stack):
-    with httpx.Client(base_url=stack.master_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.master_url, timeout=30,
+                      headers={"Authorization": f"Bearer {stack.tokens['worker']}"}) as client:
         yield client
 
 
@@ -65,14 +67,15 @@ def test_results_are_idempotent_and_stale_leases_get_409(stack, master):
 
     first = master.post(f"/v1/tasks/{task['id']}/result", json=body)
     again = master.post(f"/v1/tasks/{task['id']}/result", json=body)
-    stale = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": "not-the-lease", "result": "x"})
-    beat = master.post(f"/v1/tasks/{task['id']}/heartbeat", json={"lease_id": "not-the-lease"})
+    other_lease = str(uuid.uuid4())
+    stale = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": other_lease, "result": "x"})
+    beat = master.post(f"/v1/tasks/{task['id']}/heartbeat", json={"lease_id": other_lease})
 
     assert first.status_code == again.status_code == 200
     assert again.json()["status"] == "succeeded"
     assert stale.status_code == 409 and "lease" in stale.json()["detail"]
     assert beat.status_code == 409
-    assert master.post("/v1/tasks/999999/heartbeat", json={"lease_id": "x"}).status_code == 404
+    assert master.post("/v1/tasks/999999/heartbeat", json={"lease_id": other_lease}).status_code == 404
 
 
 def test_an_expired_lease_is_requeued_and_the_old_worker_gets_409(stack, master):
@@ -140,13 +143,13 @@ def test_a_task_failing_on_every_attempt_fails_its_order_and_drops_its_queued_fr
 def test_workers_register_and_are_listed_with_their_load(stack, master):
     assert master.put("/v1/workers/w-a", json={"slots": 4, "busy": 1}).status_code == 204
 
-    listed = master.get("/v1/workers").json()
+    listed = master.get("/v1/workers", headers=stack.client_headers).json()
     stats = master.get("/v1/stats").json()
 
     assert [(w["name"], w["slots"], w["busy"], w["live"]) for w in listed] == [("w-a", 4, 1, True)]
     assert stats["live_workers"] == 1
     assert master.delete("/v1/workers/w-a").status_code == 204
-    assert master.get("/v1/workers").json() == []
+    assert master.get("/v1/workers", headers=stack.client_headers).json() == []
 
 
 @pytest.mark.parametrize("path,body,expected", [
@@ -154,8 +157,11 @@ def test_workers_register_and_are_listed_with_their_load(stack, master):
     ("/v1/tasks/claim", {"worker": "w", "max_tasks": 0}, "max_tasks"),
     ("/v1/tasks/claim", {"worker": "w", "wait": -1}, "wait"),
     ("/v1/tasks/claim", {"worker": "w", "extra": 1}, "extra"),
-    ("/v1/tasks/1/result", {"lease_id": "x", "outcome": "maybe"}, "outcome"),
-    ("/v1/tasks/0/heartbeat", {"lease_id": "x"}, "task_id"),
+    ("/v1/tasks/1/result", {"lease_id": str(uuid.UUID(int=1)), "outcome": "maybe"}, "outcome"),
+    ("/v1/tasks/1/result", {"lease_id": "not-a-uuid"}, "lease_id"),
+    ("/v1/tasks/1/result", {"lease_id": str(uuid.UUID(int=1)), "result": "nul\u0000"}, "result"),
+    ("/v1/tasks/0/heartbeat", {"lease_id": str(uuid.UUID(int=1))}, "task_id"),
+    ("/v1/tasks/99999999999/heartbeat", {"lease_id": str(uuid.UUID(int=1))}, "task_id"),
     ("/send_task", {}, "nom_worker"),
 ])
 def test_bad_worker_requests_get_a_4xx_naming_the_field(master, path, body, expected):

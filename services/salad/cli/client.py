@@ -15,9 +15,10 @@ class ServiceError(Exception):
     """A service could not be reached or refused the request: the message says which and why."""
 
 
-def call(method: str, url: str, **kwargs) -> httpx.Response:
+def call(method: str, url: str, token: str | None, headers: dict | None = None, **kwargs) -> httpx.Response:
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     try:
-        response = httpx.request(method, url, timeout=15, **kwargs)
+        response = httpx.request(method, url, timeout=15, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
         raise ServiceError(f"cannot reach {url}: {exc}") from exc
     if response.status_code >= 400:
@@ -25,32 +26,33 @@ def call(method: str, url: str, **kwargs) -> httpx.Response:
             detail = response.json().get("message") or response.json().get("detail")
         except ValueError:
             detail = response.text
-        raise ServiceError(f"{method} {url} answered {response.status_code}: {detail}")
+        hint = " (check --token or SALAD_CLIENT_TOKEN)" if response.status_code in (401, 403) else ""
+        raise ServiceError(f"{method} {url} answered {response.status_code}: {detail}{hint}")
     return response
 
 
-def order(shared_url: str, fruits: list[str], priority: int = 0) -> dict:
+def order(shared_url: str, token: str | None, fruits: list[str], priority: int = 0) -> dict:
     """Create an order; the idempotency key makes a retried request create one order."""
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     body = {"fruits": fruits, "priority": priority}
-    return call("POST", f"{shared_url}/v1/orders", json=body, headers=headers).json()
+    return call("POST", f"{shared_url}/v1/orders", token, json=body, headers=headers).json()
 
 
-def status(shared_url: str, order_id: int) -> dict:
-    return call("GET", f"{shared_url}/v1/orders/{order_id}").json()
+def status(shared_url: str, token: str | None, order_id: int) -> dict:
+    return call("GET", f"{shared_url}/v1/orders/{order_id}", token).json()
 
 
-def workers(master_url: str) -> list[dict]:
-    return call("GET", f"{master_url}/v1/workers").json()
+def workers(master_url: str, token: str | None) -> list[dict]:
+    return call("GET", f"{master_url}/v1/workers", token).json()
 
 
-def follow(shared_url: str, order_id: int, console: Console, timeout: float | None = None) -> dict:
+def follow(shared_url: str, token: str | None, order_id: int, console: Console, timeout: float | None = None) -> dict:
     """Show a live progress bar until the order completes or fails; return its final state."""
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = (TextColumn("[bold]salad {task.fields[order]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        current = status(shared_url, order_id)
+        current = status(shared_url, token, order_id)
         bar = progress.add_task("", total=len(current["fruits"]), order=order_id, detail="")
         while True:
             counts = current["counts"]
@@ -62,4 +64,4 @@ def follow(shared_url: str, order_id: int, console: Console, timeout: float | No
             if deadline is not None and time.monotonic() > deadline:
                 raise ServiceError(f"order {order_id} still {current['status']} after {timeout:.0f}s")
             time.sleep(POLL_INTERVAL)
-            current = status(shared_url, order_id)
+            current = status(shared_url, token, order_id)

@@ -30,6 +30,15 @@ MASTER_GRACEFUL_SECONDS = 35  # uvicorn waits this long for open long-polls (SAL
 SharedUrl = Annotated[str, typer.Option(envvar="SALAD_SHARED_URL", help="Shared's base URL.")]
 MasterUrl = Annotated[str, typer.Option(envvar="SALAD_MASTER_URL", help="Master's base URL.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TOKEN_FILE = Path(".salad/client.token")  # written by `salad up`, read by the other commands
+
+
+def default_token() -> str | None:
+    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+
+
+Token = Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_default=False,
+                                           help="Client bearer token [default: .salad/client.token if present]")]
 
 
 def fail(message: str) -> None:
@@ -88,15 +97,17 @@ def order(
     priority: int = 0,
     timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.")] = None,
     shared_url: SharedUrl = "http://127.0.0.1:8001",
+    token: Token = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Order a salad."""
+    token = token or default_token()
     try:
-        placed = client.order(shared_url, fruits, priority)
+        placed = client.order(shared_url, token, fruits, priority)
         if not wait:
             print(json.dumps(placed)) if as_json else console.print(f"order [bold]{placed['id']}[/bold] placed")
             return
-        final = client.follow(shared_url, placed["id"], Console(quiet=as_json), timeout)
+        final = client.follow(shared_url, token, placed["id"], Console(quiet=as_json), timeout)
     except client.ServiceError as exc:
         fail(str(exc))
     report(final, as_json)
@@ -115,10 +126,11 @@ def report(final: dict, as_json: bool) -> None:
 
 
 @app.command()
-def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", as_json: JsonOutput = False) -> None:
+def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", token: Token = None,
+           as_json: JsonOutput = False) -> None:
     """Show an order: its status, each fruit's state and the completion time."""
     try:
-        current = client.status(shared_url, order_id)
+        current = client.status(shared_url, token or default_token(), order_id)
     except client.ServiceError as exc:
         fail(str(exc))
     if as_json:
@@ -134,10 +146,11 @@ def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", as_js
 
 
 @app.command()
-def workers(master_url: MasterUrl = "http://127.0.0.1:8000", as_json: JsonOutput = False) -> None:
+def workers(master_url: MasterUrl = "http://127.0.0.1:8000", token: Token = None,
+            as_json: JsonOutput = False) -> None:
     """List the workers Master knows, with their slots and load."""
     try:
-        rows = client.workers(master_url)
+        rows = client.workers(master_url, token or default_token())
     except client.ServiceError as exc:
         fail(str(exc))
     if as_json:
@@ -174,9 +187,13 @@ def up(
     stack = LocalStack(database_url, workers, slots, time_scale, log_dir=log_dir, shared_port=shared_port,
                        master_port=master_port)
     with stack:
+        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        TOKEN_FILE.touch(mode=0o600)
+        TOKEN_FILE.write_text(stack.client_token)
         console.print(f"Shared  {stack.shared_url}   (docs at {stack.shared_url}/docs)")
         console.print(f"Master  {stack.master_url}")
         console.print(f"{workers} workers x {slots} slots, logs in {log_dir}/, database {database_url}")
+        console.print(f"client token in {TOKEN_FILE} (the salad commands here read it)")
         if with_prometheus:
             start_local_prometheus(stack, prometheus_port, log_dir)
         console.print("Order a salad with: salad order apple banana kiwi --wait    (Ctrl-C stops the stack)")
@@ -222,10 +239,10 @@ def demo(
         stack = LocalStack(f"sqlite:///{folder}/salad.db", workers, slots, time_scale, log_dir=Path(folder))
         console.print(f"starting Shared, Master and {workers} workers (fruit times 4-20 s x {time_scale})...")
         with stack:
-            placed = client.order(stack.shared_url, chosen)
+            placed = client.order(stack.shared_url, stack.client_token, chosen)
             console.print(f"ordered salad {placed['id']}: {', '.join(chosen)}")
-            final = client.follow(stack.shared_url, placed["id"], console)
-            by_worker = client.status(stack.shared_url, placed["id"])["tasks"]
+            final = client.follow(stack.shared_url, stack.client_token, placed["id"], console)
+            by_worker = client.status(stack.shared_url, stack.client_token, placed["id"])["tasks"]
             table = Table(title="who prepared what")
             table.add_column("fruit")
             table.add_column("worker")

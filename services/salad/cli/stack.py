@@ -1,6 +1,7 @@
 """A local stack: Shared, Master and N workers as child processes of this one (`salad up`, tests, demo)."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +30,8 @@ class Service:
     url: str
     process: subprocess.Popen
     log_path: Path | None = None
+    command: str = ""  # the `salad` command it runs, and its own settings: what restart_service starts again
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def signal(self, sig: int) -> None:
         if self.process.poll() is None:
@@ -47,6 +50,17 @@ class LocalStack:
     master_port: int = 0
     services: list[Service] = field(default_factory=list)
     extra_processes: list[subprocess.Popen] = field(default_factory=list)  # e.g. a local Prometheus
+    tokens: dict[str, str] = field(default_factory=lambda: {
+        role: secrets.token_urlsafe(32) for role in ("client", "worker", "master")})
+
+    @property
+    def client_token(self) -> str:
+        return self.tokens["client"]
+
+    @property
+    def client_headers(self) -> dict[str, str]:
+        """What a client of the public API sends."""
+        return {"Authorization": f"Bearer {self.client_token}"}
 
     @property
     def shared_url(self) -> str:
@@ -64,8 +78,9 @@ class LocalStack:
         return next(s for s in self.services if s.name == name)
 
     def spawn(self, name: str, command: str, port: int, extra_env: dict[str, str]) -> Service:
-        env = {**os.environ, **self.env, "SALAD_DATABASE_URL": self.database_url, "SALAD_PORT": str(port),
-               "SALAD_HOST": "127.0.0.1", **extra_env}
+        tokens = {f"SALAD_{role.upper()}_TOKEN": token for role, token in self.tokens.items()}
+        env = {**os.environ, **tokens, **self.env, "SALAD_DATABASE_URL": self.database_url,
+               "SALAD_PORT": str(port), "SALAD_HOST": "127.0.0.1", **extra_env}
         log_path, output = None, None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +88,7 @@ class LocalStack:
             output = log_path.open("ab")
         process = subprocess.Popen([sys.executable, "-m", "salad", command], env=env, stdout=output,
                                    stderr=subprocess.STDOUT if output else None)
-        service = Service(name, f"http://127.0.0.1:{port}", process, log_path)
+        service = Service(name, f"http://127.0.0.1:{port}", process, log_path, command, extra_env)
         self.services.append(service)
         return service
 
@@ -129,6 +144,15 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             service.process.kill()
             return service.process.wait()
+
+    def restart_service(self, service: Service) -> Service:
+        """Stop a service, then start the same command on the same port (e.g. Shared under open pages)."""
+        self.stop_service(service)
+        self.services.remove(service)
+        port = int(service.url.rsplit(":", 1)[1])
+        restarted = self.spawn(service.name, service.command, port, service.extra_env)
+        self.wait_ready([restarted])
+        return restarted
 
     def stop(self) -> None:
         for process in self.extra_processes:

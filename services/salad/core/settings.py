@@ -3,7 +3,7 @@
 import socket
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///salad.db"  # the embedded default: one machine, one Master
@@ -32,15 +32,30 @@ class DatabaseSettings(CommonSettings):
         return url
 
 
-class SharedSettings(DatabaseSettings):
+class ApiSettings(DatabaseSettings):
+    """What Shared and Master read: limits, and the bearer tokens of the callers they accept.
+
+    With no token set, authentication is off (a warning is logged at start-up); `salad up` and the chart
+    always set them.
+    """
+
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
+    client_token: SecretStr | None = None  # clients of the public API (CLI, web page, seed client)
+    master_token: SecretStr | None = None  # Master calling Shared's /internal API
+    seed_routes_open: bool = False  # the seed's routes without tokens, for the seed's own worker and client
+
+
+class SharedSettings(ApiSettings):
     port: int = 8001
     max_fruits: int = Field(100, ge=1)  # fruits per order
     max_fruit_length: int = Field(64, ge=1)  # characters in a fruit's name
     intake_lease_seconds: float = Field(30.0, gt=0)  # Master must confirm a claimed order within this
 
 
-class MasterSettings(DatabaseSettings):
+class MasterSettings(ApiSettings):
     port: int = 8000
+    worker_token: SecretStr | None = None  # workers calling the /v1/tasks and /v1/workers API
+    task_timeout_seconds: float = Field(600.0, gt=0)  # a worker stops a fruit running longer than this
     shared_url: str = "http://127.0.0.1:8001"
     lease_seconds: float = Field(30.0, gt=0)  # a worker must heartbeat a task within this
     max_attempts: int = Field(3, ge=1)  # leases a task may lose before it fails
@@ -58,6 +73,7 @@ class MasterSettings(DatabaseSettings):
 class WorkerSettings(CommonSettings):
     port: int = 9100  # /healthz, /readyz, /metrics
     master_url: str = "http://127.0.0.1:8000"
+    worker_token: SecretStr | None = None  # sent to Master as a bearer token
     worker_name: str = Field(default_factory=socket.gethostname)  # the pod name on Kubernetes
     slots: int = Field(4, ge=1)  # tasks prepared at once
     time_scale: float = Field(1.0, ge=0)  # a fruit takes execution_time x time_scale seconds

@@ -2,16 +2,34 @@
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salad.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    message: str
+    detail: Any = None
+
+
+def errors(*codes: int) -> dict[int, dict]:
+    """OpenAPI `responses` for these error codes."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
 UNMATCHED_ROUTE = "unmatched"  # 404s share one label value, so random paths cannot explode the series
+RETRY_AFTER_SECONDS = 2  # told to callers while the database is unreachable
 
 
 def describe_validation_error(error: dict) -> str:
@@ -25,6 +43,44 @@ async def validation_error_handler(_request: Request, exc: RequestValidationErro
     detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
     message = "; ".join(describe_validation_error(e) for e in errors)
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
+
+
+async def database_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """The database is down or unreachable: a retryable 503, never a 500."""
+    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                        content={"message": "the database is unavailable; retry later", "detail": type(exc).__name__})
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def too_large(self) -> HTTPException:
+        return HTTPException(413, detail=f"request body larger than {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(status_code=413, content={"message": self.too_large().detail})
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self.too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 class RequestMetrics:
@@ -73,9 +129,23 @@ def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(service: str, ready: Callable[[], bool], **fastapi_kwargs) -> FastAPI:
-    app = FastAPI(**fastapi_kwargs)
+async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every error body has `message` (and `detail`, as FastAPI clients expect)."""
+    message = exc.detail if isinstance(exc.detail, str) else "; ".join(
+        describe_validation_error(e) for e in exc.detail)
+    return JSONResponse(status_code=exc.status_code, headers=exc.headers,
+                        content={"message": message, "detail": exc.detail})
+
+
+def create_app(service: str, ready: Callable[[], bool], max_body_bytes: int | None = None,
+               **fastapi_kwargs) -> FastAPI:
+    app = FastAPI(responses=errors(413, 503) if max_body_bytes else {}, **fastapi_kwargs)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    for database_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(database_error, database_unavailable_handler)
+    if max_body_bytes:
+        app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestMetrics, service=service)
     add_probes(app, ready)
     return app

@@ -6,15 +6,21 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
+from salad.core.auth import Role, require
 from salad.core.settings import master_settings
+from salad.core.fields import IdPath
+from salad.core.web import errors
 from salad.master import registry, tasks
 from salad.master.schemas import (
     ClaimRequest, ClaimResponse, LeaseRef, LeaseState, Stats, TaskResult, WorkerBeat, WorkerName, WorkerPublic,
 )
 
-router = APIRouter(prefix="/v1", tags=["workers"])
+router = APIRouter(prefix="/v1", responses=errors(401, 403))
+LEASE_ERRORS = errors(404, 409)
+WORKER = [require(Role.WORKER)]
+CLIENT = [require(Role.CLIENT)]
 
-TaskId = Annotated[int, Path(ge=1)]
+TaskId = IdPath
 
 
 def lease_errors(call):
@@ -27,7 +33,7 @@ def lease_errors(call):
         raise HTTPException(409, detail=f"task {exc.args[0]} is no longer leased under this lease_id")
 
 
-@router.post("/tasks/claim", response_model=ClaimResponse)
+@router.post("/tasks/claim", response_model=ClaimResponse, tags=["workers"], dependencies=WORKER)
 async def claim_tasks(body: ClaimRequest, request: Request):
     """Lease up to `max_tasks` tasks; with `wait`, hold the request until one is queued (long-poll)."""
     settings, engine, signal = master_settings(), request.app.state.engine, request.app.state.signal
@@ -41,47 +47,50 @@ async def claim_tasks(body: ClaimRequest, request: Request):
         await signal.wait(remaining)
 
 
-@router.post("/tasks/{task_id}/heartbeat", response_model=LeaseState, responses={409: {}, 404: {}})
+@router.post("/tasks/{task_id}/heartbeat", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],
+             dependencies=WORKER)
 def heartbeat(task_id: TaskId, body: LeaseRef, request: Request):
     """Extend the task's lease. 409 when the lease is stale: stop working on the task."""
     settings = master_settings()
     return lease_errors(
-        lambda: tasks.heartbeat(request.app.state.engine, task_id, body.lease_id, settings.lease_seconds)
+        lambda: tasks.heartbeat(request.app.state.engine, task_id, str(body.lease_id), settings.lease_seconds)
     )
 
 
-@router.post("/tasks/{task_id}/result", response_model=LeaseState, responses={409: {}, 404: {}})
+@router.post("/tasks/{task_id}/result", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],
+             dependencies=WORKER)
 def post_result(task_id: TaskId, body: TaskResult, request: Request):
     """Record the task's outcome. Idempotent under the same lease; 409 under a stale one."""
     return lease_errors(lambda: tasks.record_result(
-        request.app.state.engine, task_id, body.lease_id, body.outcome, body.result, body.error))
+        request.app.state.engine, task_id, str(body.lease_id), body.outcome, body.result, body.error))
 
 
-@router.post("/tasks/{task_id}/release", response_model=LeaseState, responses={409: {}, 404: {}})
+@router.post("/tasks/{task_id}/release", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],
+             dependencies=WORKER)
 def release(task_id: TaskId, body: LeaseRef, request: Request):
     """Hand a task back to the queue (a worker shutting down); its attempt is not counted."""
-    return lease_errors(lambda: tasks.release(request.app.state.engine, task_id, body.lease_id))
+    return lease_errors(lambda: tasks.release(request.app.state.engine, task_id, str(body.lease_id)))
 
 
-@router.put("/workers/{name}", status_code=204)
+@router.put("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
 def worker_beat(name: Annotated[WorkerName, Path()], body: WorkerBeat, request: Request) -> None:
     """A worker says it is alive, with its slots and how many are busy."""
     registry.beat(request.app.state.engine, name, body.slots, body.busy)
 
 
-@router.delete("/workers/{name}", status_code=204)
+@router.delete("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
 def worker_leaves(name: Annotated[WorkerName, Path()], request: Request) -> None:
     """A worker shuts down cleanly."""
     registry.forget(request.app.state.engine, name)
 
 
-@router.get("/workers", response_model=list[WorkerPublic])
+@router.get("/workers", response_model=list[WorkerPublic], tags=["operators"], dependencies=CLIENT)
 def list_workers(request: Request, live: bool = False):
     """Workers seen, with their slots, load and whether they are live."""
     return registry.list_workers(request.app.state.engine, master_settings().worker_ttl_seconds, live)
 
 
-@router.get("/stats", response_model=Stats, tags=["stats"])
+@router.get("/stats", response_model=Stats, tags=["operators"])
 def stats(request: Request):
-    """Queue depth, running tasks and live workers (what autoscalers such as KEDA read)."""
+    """Queue depth, running tasks and live workers (what autoscalers such as KEDA read). Open, like /metrics."""
     return registry.stats(request.app.state.engine, master_settings().worker_ttl_seconds)

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
+from salad.core.auth import Tokens
 from salad.core.db import is_sqlite, make_engine, ping
 from salad.core.settings import master_settings
 from salad.core.web import create_app
@@ -42,6 +43,10 @@ class QueueCollector:
             yield GaugeMetricFamily(name, help_text, value=value)
 
 
+def bearer_header(token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+
+
 def build_app() -> FastAPI:
     settings = master_settings()
     engine = make_engine(settings.database_url, settings.db_pool_size)
@@ -51,8 +56,9 @@ def build_app() -> FastAPI:
     async def lifespan(app: FastAPI):
         signal = QueueSignal()
         app.state.signal = signal
-        async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT)
-        sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT)
+        headers = bearer_header(settings.master_token)
+        async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
+        sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
         loops = [
             every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake"),
             every(settings.reaper_interval, Reaper(engine, signal).step, "reaper"),
@@ -73,9 +79,12 @@ def build_app() -> FastAPI:
             sync_shared.close()
             engine.dispose()
 
-    app = create_app("master", ready=lambda: ping(engine), title="salad Master", version=__version__,
-                     lifespan=lifespan)
+    app = create_app("master", ready=lambda: ping(engine), max_body_bytes=settings.max_body_bytes,
+                     title="salad Master", version=__version__, lifespan=lifespan)
     app.state.engine = engine
+    app.state.settings = settings
+    app.state.tokens = Tokens(client=settings.client_token, worker=settings.worker_token,
+                              master=settings.master_token)
     app.include_router(api.router)
     app.include_router(seed.router)
     return app

@@ -1,11 +1,15 @@
 """Request and response bodies of Master's worker API."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from uuid import UUID
 
-WorkerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+from pydantic import BaseModel, ConfigDict, Field
+
+from salad.core.fields import DbId, Name, Text
+
+WorkerName = Name
 
 
 class StrictModel(BaseModel):
@@ -14,8 +18,8 @@ class StrictModel(BaseModel):
 
 class ClaimRequest(StrictModel):
     worker: WorkerName
-    max_tasks: int = Field(1, ge=1, description="Free slots: at most this many tasks are leased.")
-    wait: float = Field(0, ge=0, description="Seconds to hold the request open while no task is queued.")
+    max_tasks: int = Field(1, ge=1, le=1000, description="Free slots: at most this many tasks are leased.")
+    wait: float = Field(0, ge=0, le=3600, description="Seconds to hold the request open while no task is queued.")
 
 
 class LeasedTask(BaseModel):
@@ -33,13 +37,13 @@ class ClaimResponse(BaseModel):
 
 
 class LeaseRef(StrictModel):
-    lease_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    lease_id: UUID
 
 
 class TaskResult(LeaseRef):
     outcome: Literal["succeeded", "failed"] = "succeeded"
-    result: str | None = Field(None, max_length=10_000)
-    error: str | None = Field(None, max_length=10_000)
+    result: Text | None = None
+    error: Text | None = None
 
 
 class LeaseState(BaseModel):
@@ -49,8 +53,8 @@ class LeaseState(BaseModel):
 
 
 class WorkerBeat(StrictModel):
-    slots: int = Field(ge=1)
-    busy: int = Field(0, ge=0)
+    slots: int = Field(ge=1, le=10_000)
+    busy: int = Field(0, ge=0, le=10_000)
 
 
 class WorkerPublic(BaseModel):
@@ -75,7 +79,7 @@ class SeedWorker(BaseModel):
 
 
 class SeedTask(BaseModel):
-    id: int
+    id: DbId
     fruit: str
     execution_time: int
     nom_worker: WorkerName
@@ -83,4 +87,4 @@ class SeedTask(BaseModel):
 
 class SeedResult(BaseModel):
     task: SeedTask
-    result: str | None = None
+    result: Text | None = None

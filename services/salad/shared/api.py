@@ -3,22 +3,30 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from salad.core.auth import Role, require
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
+from salad.core.fields import MAX_ID, IdPath
+from salad.core.web import errors
 from salad.shared import orders
 from salad.shared.schemas import (
     IntakeBatch, IntakeClaim, OrderCreate, OrderFinish, OrderPage, OrderPublic, SeedFruit,
 )
 
-public = APIRouter(prefix="/v1/orders", tags=["orders"])
-internal = APIRouter(prefix="/internal/v1", tags=["master"])
-seed = APIRouter(tags=["seed"])
+AUTH_ERRORS = errors(401, 403)
+public = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[require(Role.CLIENT)], responses=AUTH_ERRORS)
+internal = APIRouter(prefix="/internal/v1", tags=["master"], dependencies=[require(Role.MASTER)],
+                     responses=AUTH_ERRORS)
+seed = APIRouter(tags=["seed"], dependencies=[require(Role.CLIENT, open_flag="seed_routes_open")],
+                 responses=AUTH_ERRORS)
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                             pattern=r"^[\x21-\x7e]+$")]
 
 
 def engine_of(request: Request):
@@ -35,15 +43,16 @@ def create_order(body: OrderCreate, request: Request, response: Response, idempo
     try:
         order, created = orders.create_order(engine_of(request), body.fruits, body.priority, idempotency_key)
     except orders.IdempotencyConflict:
-        raise HTTPException(422, detail="Idempotency-Key was already used for a different order")
+        raise RequestValidationError([{"loc": ("header", "Idempotency-Key"), "type": "value_error",
+                                       "msg": "already used for a different order"}])
     response.headers["Location"] = f"/v1/orders/{order.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return orders.get_order(engine_of(request), order.id)
 
 
-@public.get("/{order_id}", response_model=OrderPublic)
-def read_order(order_id: int, request: Request):
+@public.get("/{order_id}", response_model=OrderPublic, responses=errors(404))
+def read_order(order_id: IdPath, request: Request):
     """An order's status, fruit counts by state, each fruit's state, and its completion time."""
     order = orders.get_order(engine_of(request), order_id)
     if order is None:
@@ -56,7 +65,7 @@ def list_orders(
     request: Request,
     status: Annotated[OrderStatus | None, Query(description="Only orders in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Start after this order id (from `next`).")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Start after this order id (from `next`).")] = None,
 ):
     """Orders, newest first, a page at a time."""
     items = orders.list_orders(engine_of(request), status, limit, before)
@@ -74,16 +83,16 @@ def claim_orders(body: IntakeClaim, request: Request):
     return IntakeBatch(orders=orders.claim_for_intake(engine_of(request), body.limit, lease))
 
 
-@internal.post("/orders/{order_id}/accept", response_model=OrderPublic)
-def accept_order(order_id: int, request: Request):
+@internal.post("/orders/{order_id}/accept", response_model=OrderPublic, responses=errors(404))
+def accept_order(order_id: IdPath, request: Request):
     """The order's tasks exist at Master. Idempotent."""
     if orders.accept(engine_of(request), order_id) is None:
         raise not_found(order_id)
     return orders.get_order(engine_of(request), order_id)
 
 
-@internal.post("/orders/{order_id}/finish", response_model=OrderPublic)
-def finish_order(order_id: int, body: OrderFinish, request: Request):
+@internal.post("/orders/{order_id}/finish", response_model=OrderPublic, responses=errors(404))
+def finish_order(order_id: IdPath, body: OrderFinish, request: Request):
     """Master reports the order's final state. Idempotent: the first report wins."""
     if orders.finish(engine_of(request), order_id, body) is None:
         raise not_found(order_id)
@@ -96,7 +105,7 @@ def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body()
     try:
         body = OrderCreate(fruits=[f.fruit for f in fruits])
     except ValidationError as exc:
-        raise HTTPException(422, detail=exc.errors(include_url=False, include_context=False))
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False))
     orders.create_order(engine_of(request), body.fruits)
     return {"message": "Task created"}
 

@@ -7,11 +7,12 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
+from salad.core.auth import Tokens
 from salad.core.db import make_engine, ping
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import create_app
-from salad.shared import orders
+from salad.shared import events, orders, page
 from salad.shared.api import internal, public, seed
 
 
@@ -44,9 +45,11 @@ def build_app() -> FastAPI:
         REGISTRY.unregister(collector)
         engine.dispose()
 
-    app = create_app("shared", ready=lambda: ping(engine), title="salad Shared", version=__version__,
-                     lifespan=lifespan)
+    app = create_app("shared", ready=lambda: ping(engine), max_body_bytes=settings.max_body_bytes,
+                     title="salad Shared", version=__version__, lifespan=lifespan)
     app.state.engine = engine
-    for router in (public, internal, seed):
+    app.state.settings = settings
+    app.state.tokens = Tokens(client=settings.client_token, master=settings.master_token)
+    for router in (public, internal, seed, events.router, page.router):
         app.include_router(router)
     return app

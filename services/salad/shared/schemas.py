@@ -1,10 +1,11 @@
 """Request and response bodies of Shared's API."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from salad.core.fields import Text
 from salad.core.settings import shared_settings
 
 FRUIT_PATTERN = r"^\w[\w .'-]*$"  # letters (any script), digits, space, dot, apostrophe, hyphen
@@ -84,10 +85,10 @@ class IntakeBatch(BaseModel):
 
 
 class OrderFinish(StrictModel):
-    status: Annotated[str, StringConstraints(pattern="^(completed|failed)$")]
+    status: Literal["completed", "failed"]
     finished_at: datetime
-    preparation_time: float | None = Field(None, ge=0)
-    failure_reason: str | None = None
+    preparation_time: float | None = Field(None, ge=0, le=1e9)
+    failure_reason: Text | None = None
 
 
 # --- Seed contract -----------------------------------------------------------------------------

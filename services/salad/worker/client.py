@@ -20,11 +20,13 @@ class LeaseLost(Exception):
 
 
 class MasterClient:
-    def __init__(self, base_url: str, worker: str, claim_wait: float, retry_max_seconds: float) -> None:
+    def __init__(self, base_url: str, worker: str, claim_wait: float, retry_max_seconds: float,
+                 token: str | None = None) -> None:
         self.worker = worker
         self.claim_wait = claim_wait
         self.retry_max_seconds = retry_max_seconds
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(claim_wait + 10.0))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(claim_wait + 10.0), headers=headers)
 
     async def aclose(self) -> None:
         await self.http.aclose()

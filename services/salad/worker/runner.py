@@ -33,8 +33,9 @@ class Job:
 class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        token = settings.worker_token.get_secret_value() if settings.worker_token else None
         self.master = MasterClient(settings.master_url, settings.worker_name, settings.claim_wait,
-                                   settings.retry_max_seconds)
+                                   settings.retry_max_seconds, token)
         self.stopping = asyncio.Event()
         self.jobs: dict[asyncio.Task, Job] = {}
         self.last_contact = 0.0  # monotonic time Master last answered

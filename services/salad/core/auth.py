@@ -1,0 +1,76 @@
+"""Bearer tokens: who may call which route.
+
+Three kinds of caller, each with its own token: clients (public API), workers (Master's task API) and
+Master (Shared's /internal API). An unknown or missing token gets 401; a valid token of another kind
+gets 403. Tokens are compared in constant time and never logged.
+"""
+
+import hmac
+import logging
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    CLIENT = "client"
+    WORKER = "worker"
+    MASTER = "master"
+
+
+class Tokens:
+    """The tokens a service accepts, by role. Empty means authentication is off."""
+
+    def __init__(self, **by_role: SecretStr | None) -> None:
+        self.by_role = {Role(role): secret.get_secret_value().encode()
+                        for role, secret in by_role.items() if secret and secret.get_secret_value()}
+        if not self.by_role:
+            log.warning("authentication is off: no SALAD_*_TOKEN is set")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.by_role)
+
+    def role_of(self, token: str) -> Role | None:
+        presented = token.encode()
+        found = None
+        for role, expected in self.by_role.items():  # compare with every token: time does not tell which
+            if hmac.compare_digest(presented, expected):
+                found = role
+        return found
+
+
+bearer = HTTPBearer(auto_error=False, description="A token of the caller's kind (client, worker or master).")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def check(request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role) -> None:
+    tokens: Tokens = request.app.state.tokens
+    if not tokens.enabled:
+        return
+    if credentials is None:
+        raise HTTPException(401, detail="missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    presented = tokens.role_of(credentials.credentials)
+    if presented is None:
+        raise HTTPException(401, detail="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if presented != role:
+        raise HTTPException(403, detail=f"a {presented} token may not call this route; it needs a {role} token")
+
+
+def require(role: Role, open_flag: str | None = None):
+    """A dependency that admits only callers holding a `role` token.
+
+    `open_flag` names a boolean in app.state.settings that, when true, admits everyone (seed routes).
+    """
+
+    def dependency(request: Request, credentials: Credentials) -> None:
+        if open_flag and getattr(request.app.state.settings, open_flag):
+            return
+        check(request, credentials, role)
+
+    return Depends(dependency)

@@ -1,0 +1,137 @@
+"""What the web page and `salad watch` show: open orders fruit by fruit, live workers, recent salads.
+
+Read in one transaction from the database (Shared reads Master's `tasks` and `workers`, never writes them),
+so every Shared replica serves the same snapshot. A few small indexed queries.
+"""
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from salad.core.db import transaction, utcnow
+from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
+from salad.shared.orders import COUNT_OF_TASK_STATUS
+from salad.shared.schemas import FruitCounts
+
+OPEN_LIMIT = 50  # open orders shown, oldest first; `open_total` counts them all
+RECENT_LIMIT = 10  # finished orders shown, most recently finished first
+RECENT_SCAN = 50  # newest finished orders by id among which the most recently finished are picked
+LIVE_WORKER_SECONDS = 15.0  # a worker unseen for this long is not shown (Master's default worker TTL)
+OPEN = (OrderStatus.PENDING, OrderStatus.IN_PROGRESS)
+FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
+
+
+class FruitView(BaseModel):
+    position: int
+    fruit: str
+    state: str = Field(description="queued, running, done or failed.")
+    worker: str | None = Field(None, description="The worker preparing (or that prepared) this fruit.")
+
+
+class OpenOrder(BaseModel):
+    id: int
+    status: str
+    priority: int
+    created_at: datetime
+    counts: FruitCounts
+    fruits: list[FruitView]
+
+
+class WorkerView(BaseModel):
+    name: str
+    slots: int
+    busy: int = Field(description="Fruits it is preparing now.")
+
+
+class FinishedOrder(BaseModel):
+    id: int
+    status: str
+    fruits: int
+    completed_at: datetime | None
+    preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
+    failure_reason: str | None = None
+
+
+class Dashboard(BaseModel):
+    open_orders: list[OpenOrder]
+    open_total: int
+    workers: list[WorkerView]
+    completed: int = Field(description="Salads completed, all time.")
+    failed: int
+    recent: list[FinishedOrder]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A dashboard as sent: its JSON and a digest of it (the SSE event id, equal on every replica)."""
+
+    json: str
+    id: str
+
+    @classmethod
+    def of(cls, dashboard: Dashboard) -> "Snapshot":
+        text = dashboard.model_dump_json()
+        return cls(text, hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def fruit_views(order: Order, tasks: list[Task]) -> list[FruitView]:
+    if not tasks:  # not split by a Master yet: every fruit waits
+        return [FruitView(position=i, fruit=f, state="queued") for i, f in enumerate(order.fruits)]
+    return [FruitView(position=t.position, fruit=t.fruit, state=COUNT_OF_TASK_STATUS[t.status], worker=t.worker)
+            for t in tasks]
+
+
+def open_orders(session) -> tuple[list[OpenOrder], int]:
+    orders = list(session.scalars(select(Order).where(Order.status.in_(OPEN)).order_by(Order.id).limit(OPEN_LIMIT)))
+    total = session.scalar(select(func.count()).select_from(Order).where(Order.status.in_(OPEN)))
+    tasks: dict[int, list[Task]] = defaultdict(list)
+    if orders:
+        query = select(Task).where(Task.order_id.in_([o.id for o in orders])).order_by(Task.order_id, Task.position)
+        for task in session.scalars(query):
+            tasks[task.order_id].append(task)
+    views = []
+    for order in orders:
+        fruits = fruit_views(order, tasks[order.id])
+        counts = FruitCounts()
+        for fruit in fruits:
+            setattr(counts, fruit.state, getattr(counts, fruit.state) + 1)
+        views.append(OpenOrder(id=order.id, status=order.status, priority=order.priority,
+                               created_at=order.created_at, counts=counts, fruits=fruits))
+    return views, total
+
+
+def live_workers(session) -> list[WorkerView]:
+    since = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS)
+    busy = dict(session.execute(
+        select(Task.worker, func.count()).where(Task.status == TaskStatus.RUNNING).group_by(Task.worker)
+    ).all())
+    rows = session.scalars(select(Worker).where(Worker.last_seen >= since).order_by(Worker.name))
+    return [WorkerView(name=w.name, slots=w.slots, busy=busy.get(w.name, 0)) for w in rows]
+
+
+def recent_orders(session) -> list[FinishedOrder]:
+    """The most recently finished among the newest finished ones (an index scan, not a sort of them all)."""
+    rows = list(session.scalars(
+        select(Order).where(Order.status.in_(FINAL)).order_by(Order.id.desc()).limit(RECENT_SCAN)
+    ))
+    rows.sort(key=lambda o: (o.completed_at is not None, o.completed_at or o.created_at, o.id), reverse=True)
+    return [FinishedOrder(id=o.id, status=o.status, fruits=len(o.fruits), completed_at=o.completed_at,
+                          preparation_time=o.preparation_time, failure_reason=o.failure_reason)
+            for o in rows[:RECENT_LIMIT]]
+
+
+def read_dashboard(engine: Engine) -> Dashboard:
+    with transaction(engine) as session:
+        orders, total = open_orders(session)
+        finished = dict(session.execute(
+            select(Order.status, func.count()).where(Order.status.in_(FINAL)).group_by(Order.status)
+        ).all())
+        return Dashboard(open_orders=orders, open_total=total, workers=live_workers(session),
+                         completed=finished.get(OrderStatus.COMPLETED.value, 0),
+                         failed=finished.get(OrderStatus.FAILED.value, 0),
+                         recent=recent_orders(session))
