@@ -4,7 +4,6 @@ import signal
 import time
 
 import psycopg
-import pytest
 
 from tests.helpers import get_order, order, prepared_tasks, wait_final, wait_until
 

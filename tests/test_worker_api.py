@@ -6,7 +6,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.helpers import order, wait_final, wait_until
+from tests.helpers import get_order, order, wait_final, wait_until
 
 QUICK_LEASES = {"SALAD_LEASE_SECONDS": "1", "SALAD_REAPER_INTERVAL": "0.1", "SALAD_MAX_ATTEMPTS": "2",
                 "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
@@ -169,3 +169,41 @@ def test_bad_worker_requests_get_a_4xx_naming_the_field(master, path, body, expe
 
     assert response.status_code == 422
     assert expected in response.json()["message"]
+
+
+def test_failed_tasks_are_listed_with_their_attempts_and_requeued_and_the_order_resumes(stack, master):
+    placed = order(stack, ["durian", "apple"])
+    for _ in (1, 2):
+        task = claim(master, worker="clumsy")[0]
+        master.post(f"/v1/tasks/{task['id']}/result",
+                    json={"lease_id": task["lease_id"], "outcome": "failed", "error": "knife broke"})
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "failed", 20, message="order failed")
+    operator = {"headers": stack.client_headers}
+
+    failed = master.get("/v1/tasks", params={"status": "failed", "order_id": placed["id"]}, **operator).json()
+    broken = next(t for t in failed if t["id"] == task["id"])
+    requeued = master.post(f"/v1/tasks/{task['id']}/requeue", **operator)
+
+    assert [(f["attempt"], f["worker"], f["error"]) for f in broken["failures"]] == \
+        [(1, "clumsy", "knife broke"), (2, "clumsy", "knife broke")]
+    assert requeued.status_code == 200 and requeued.json() == {"requeued": 2}, "with the cancelled fruit"
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "in_progress", 20, message="order resumed")
+    for task in claim(master, worker="careful", max_tasks=2):
+        master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": task["lease_id"], "result": "ok"})
+    final = wait_final(stack, placed["id"], timeout=20)
+    assert final["status"] == "completed" and final["failure_reason"] is None
+    assert master.post(f"/v1/tasks/{task['id']}/requeue", **operator).status_code == 409
+    assert master.post(f"/v1/orders/{placed['id']}/requeue", **operator).status_code == 409
+
+
+def test_a_task_past_its_time_limit_is_stopped_on_the_worker_and_retried_then_failed(make_stack, postgres_url):
+    limits = {**QUICK_LEASES, "SALAD_TASK_TIMEOUT_SECONDS": "0.5", "SALAD_EXECUTION_TIME_MIN": "30",
+              "SALAD_EXECUTION_TIME_MAX": "30"}
+    stack = make_stack(postgres_url, workers=1, slots=1, time_scale=1.0, env=limits)
+    placed = order(stack, ["coconut"])
+
+    final = wait_final(stack, placed["id"], timeout=30)
+
+    assert final["status"] == "failed"
+    assert "failed after 2 attempts: stopped after 0.5 s on worker worker-1" in final["failure_reason"]
+    assert final["tasks"][0]["attempts"] == 2

@@ -2,7 +2,6 @@
 with its own storage directory, queries through the HTTP API, and the check that every dashboard query
 returns data."""
 
-import json
 import math
 import shutil
 import subprocess
@@ -15,7 +14,6 @@ import httpx
 
 from salad.cli import prometheus as local_prometheus
 from salad.cli.prometheus import APT_HINT
-from salad.cli.prometheus import render_config as render_local_config
 from salad.cli.stack import free_port
 
 from .promql import panel_queries, substitute

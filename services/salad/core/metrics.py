@@ -62,7 +62,8 @@ SALAD_COMPLETION = Histogram(
 WORKER_SLOTS = Gauge("salad_worker_slots", "Tasks this worker can prepare at once.")
 WORKER_BUSY_SLOTS = Gauge("salad_worker_busy_slots", "Tasks this worker is preparing now.")
 WORKER_TASKS = Counter(
-    "salad_worker_tasks_total", "Tasks this worker finished, by outcome (succeeded, failed, released, lost).",
+    "salad_worker_tasks_total",
+    "Tasks this worker finished, by outcome (succeeded, timed_out, released, lost).",
     ["outcome"],
 )
 
@@ -71,9 +72,9 @@ WORKER_TASKS = Counter(
 for _outcome in ("succeeded", "failed"):
     TASKS_FINISHED.labels(_outcome)
     ORDERS_FINISHED_BY_MASTER.labels(_outcome)
-for _reason in ("lease_expired", "released", "error"):
+for _reason in ("lease_expired", "released", "error", "timeout"):
     TASK_RETRIES.labels(_reason)
 for _status in ("completed", "failed"):
     ORDERS_FINISHED.labels(_status)
-for _outcome in ("succeeded", "failed", "released", "lost"):
+for _outcome in ("succeeded", "timed_out", "released", "lost"):
     WORKER_TASKS.labels(_outcome)

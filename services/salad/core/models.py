@@ -43,6 +43,7 @@ class Order(SQLModel, table=True):
     completed_at: datetime | None = None
     preparation_time: float | None = None  # seconds from created_at to the last fruit done
     failure_reason: str | None = None
+    master_version: int = 0  # the last state report applied from Master (later ones win)
 
 
 class Task(SQLModel, table=True):
@@ -96,11 +97,15 @@ class Salad(SQLModel, table=True):
     finished_at: datetime | None = None
     preparation_time: float | None = None
     failure_reason: str | None = None
+    version: int = 0  # counts state changes (completed, failed, resumed) reported to Shared
     seed_collected: bool = False  # handed out by the seed route GET /send_command
 
 
 class Outbox(SQLModel, table=True):
-    """An order's final state, to be reported to Shared until Shared acknowledges it."""
+    """A change of an order's state, to be reported to Shared until Shared acknowledges it.
+
+    Reports carry the salad's version, so Shared applies them in order whatever order they arrive in.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -109,14 +114,29 @@ class Outbox(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    order_id: int = Field(unique=True)
-    status: str = Field(max_length=16)  # completed or failed
-    finished_at: datetime
+    order_id: int = Field(index=True)
+    version: int
+    status: str = Field(max_length=16)  # completed, failed, or in_progress again (resumed)
+    finished_at: datetime | None = None
     preparation_time: float | None = None
     failure_reason: str | None = None
     attempts: int = 0
     next_attempt_at: datetime
     delivered_at: datetime | None = None
+
+
+class TaskFailure(SQLModel, table=True):
+    """One failed attempt of a task: kept so operators see who failed it and why."""
+
+    __tablename__ = "task_failures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(index=True)
+    order_id: int = Field(index=True)
+    attempt: int
+    worker: str | None = Field(default=None, max_length=255)
+    error: str
+    failed_at: datetime
 
 
 class Worker(SQLModel, table=True):

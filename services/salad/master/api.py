@@ -3,16 +3,27 @@
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from salad.core.auth import Role, require
+from salad.core.fields import MAX_ID, IdPath
+from salad.core.models import TaskStatus
 from salad.core.settings import master_settings
-from salad.core.fields import IdPath
 from salad.core.web import errors
-from salad.master import registry, tasks
+from salad.master import registry, task_views, tasks
 from salad.master.schemas import (
-    ClaimRequest, ClaimResponse, LeaseRef, LeaseState, Stats, TaskResult, WorkerBeat, WorkerName, WorkerPublic,
+    ClaimRequest,
+    ClaimResponse,
+    LeaseRef,
+    LeaseState,
+    Requeued,
+    Stats,
+    TaskPublic,
+    TaskResult,
+    WorkerBeat,
+    WorkerName,
+    WorkerPublic,
 )
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))
@@ -40,7 +51,8 @@ async def claim_tasks(body: ClaimRequest, request: Request):
     max_tasks = min(body.max_tasks, settings.max_tasks_per_claim)
     deadline = time.monotonic() + min(body.wait, settings.max_claim_wait)
     while True:
-        leased = await run_in_threadpool(tasks.claim, engine, body.worker, max_tasks, settings.lease_seconds)
+        leased = await run_in_threadpool(tasks.claim, engine, body.worker, max_tasks, settings.lease_seconds,
+                                         settings.task_timeout_seconds)
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0 or await request.is_disconnected():
             return ClaimResponse(tasks=leased)
@@ -94,3 +106,38 @@ def list_workers(request: Request, live: bool = False):
 def stats(request: Request):
     """Queue depth, running tasks and live workers (what autoscalers such as KEDA read). Open, like /metrics."""
     return registry.stats(request.app.state.engine, master_settings().worker_ttl_seconds)
+
+
+@router.get("/tasks", response_model=list[TaskPublic], tags=["operators"], dependencies=CLIENT)
+def list_tasks(
+    request: Request,
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status, e.g. failed.")] = None,
+    order_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+):
+    """Tasks with their attempts, last error, and every failed attempt (worker, error, time)."""
+    return task_views.list_tasks(request.app.state.engine, status, order_id, limit)
+
+
+@router.post("/tasks/{task_id}/requeue", response_model=Requeued, tags=["operators"], dependencies=CLIENT,
+             responses=errors(404, 409))
+def requeue_task(task_id: TaskId, request: Request):
+    """Queue a failed task again with fresh attempts; its order resumes."""
+    engine = request.app.state.engine
+    order_id = task_views.order_of(engine, task_id)
+    if order_id is None:
+        raise HTTPException(404, detail=f"task {task_id} not found")
+    requeued = tasks.requeue_failed(engine, order_id, task_id)
+    if not requeued:
+        raise HTTPException(409, detail=f"task {task_id} has not failed")
+    return Requeued(requeued=requeued)
+
+
+@router.post("/orders/{order_id}/requeue", response_model=Requeued, tags=["operators"], dependencies=CLIENT,
+             responses=errors(409))
+def requeue_order(order_id: IdPath, request: Request):
+    """Queue every failed task of the order again with fresh attempts; the order resumes."""
+    requeued = tasks.requeue_failed(request.app.state.engine, order_id)
+    if not requeued:
+        raise HTTPException(409, detail=f"order {order_id} has no failed task")
+    return Requeued(requeued=requeued)

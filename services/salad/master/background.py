@@ -19,7 +19,7 @@ from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import tasks
 from salad.master.wakeup import QueueSignal
-from salad.shared.schemas import IntakeBatch
+from salad.shared.schemas import IntakeBatch, OrderReport
 
 OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
@@ -93,7 +93,8 @@ class Reaper:
 
 
 class OutboxRelay:
-    """Reports finished orders to Shared until Shared acknowledges (at least once; Shared is idempotent)."""
+    """Reports orders' state changes to Shared until Shared acknowledges (at least once; Shared applies
+    each version once)."""
 
     def __init__(self, engine: Engine, client: httpx.Client) -> None:
         self.engine, self.client = engine, client
@@ -106,10 +107,11 @@ class OutboxRelay:
                 .order_by(Outbox.id).limit(OUTBOX_BATCH).with_for_update(skip_locked=True)
             ))
             for row in rows:
-                body = {"status": row.status, "finished_at": row.finished_at.isoformat(),
-                        "preparation_time": row.preparation_time, "failure_reason": row.failure_reason}
+                report = OrderReport(version=row.version, status=row.status, finished_at=row.finished_at,
+                                     preparation_time=row.preparation_time, failure_reason=row.failure_reason)
                 try:
-                    self.client.post(f"/internal/v1/orders/{row.order_id}/finish", json=body).raise_for_status()
+                    self.client.post(f"/internal/v1/orders/{row.order_id}/report",
+                                     json=report.model_dump(mode="json")).raise_for_status()
                     row.delivered_at = utcnow()
                 except httpx.HTTPError as exc:
                     row.attempts += 1

@@ -2,7 +2,6 @@
 
 from datetime import datetime
 from typing import Literal
-
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +29,7 @@ class LeasedTask(BaseModel):
     attempt: int
     lease_id: str
     lease_expires_at: datetime
+    timeout_seconds: float = Field(description="Stop the task and report `timed_out` after this long.")
 
 
 class ClaimResponse(BaseModel):
@@ -41,7 +41,7 @@ class LeaseRef(StrictModel):
 
 
 class TaskResult(LeaseRef):
-    outcome: Literal["succeeded", "failed"] = "succeeded"
+    outcome: Literal["succeeded", "failed", "timed_out"] = "succeeded"
     result: Text | None = None
     error: Text | None = None
 
@@ -88,3 +88,29 @@ class SeedTask(BaseModel):
 class SeedResult(BaseModel):
     task: SeedTask
     result: Text | None = None
+
+
+# --- Operators -----------------------------------------------------------------------------------
+class FailedAttempt(BaseModel):
+    attempt: int
+    worker: str | None
+    error: str
+    failed_at: datetime
+
+
+class TaskPublic(BaseModel):
+    id: int
+    order_id: int
+    position: int
+    fruit: str
+    execution_time: int
+    status: str
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    error: str | None
+    failures: list[FailedAttempt]
+
+
+class Requeued(BaseModel):
+    requeued: int = Field(description="Tasks queued again (with the fruits their order's failure cancelled).")

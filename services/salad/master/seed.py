@@ -23,7 +23,7 @@ def send_task(body: SeedWorker, request: Request):
     The seed's worker never heartbeats, so its lease also covers the fruit's whole execution time.
     """
     settings, engine = master_settings(), request.app.state.engine
-    leased = tasks.claim(engine, body.nom_worker, 1, settings.lease_seconds)
+    leased = tasks.claim(engine, body.nom_worker, 1, settings.lease_seconds, settings.task_timeout_seconds)
     if not leased:
         return JSONResponse(status_code=202, content={"message": "No more tasks"})
     task = leased[0]

@@ -7,21 +7,27 @@ rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row seri
 from datetime import datetime, timedelta
 from uuid import uuid4
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, text, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from salad.core.db import is_sqlite, transaction, utcnow
 from salad.core.metrics import (
-    LEASE_EXPIRIES, ORDERS_FINISHED_BY_MASTER, TASK_EXECUTION, TASK_LATENCY, TASK_QUEUE_WAIT, TASK_RETRIES,
+    LEASE_EXPIRIES,
+    ORDERS_FINISHED_BY_MASTER,
+    TASK_EXECUTION,
+    TASK_LATENCY,
+    TASK_QUEUE_WAIT,
+    TASK_RETRIES,
     TASKS_FINISHED,
 )
-from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskStatus
+from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master.schemas import LeasedTask, LeaseState
 
 NOTIFY_CHANNEL = "salad_tasks"  # PostgreSQL wakes long-polling claims on every Master replica
 REAP_BATCH = 100
+CANCELLED = "cancelled: its order failed"  # the error of queued fruits dropped with their order
 
 
 class TaskNotFound(Exception):
@@ -64,7 +70,8 @@ def split_order(engine: Engine, order_id: int, fruits: list[str], execution_time
 
 
 # --- Claims --------------------------------------------------------------------------------------
-def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float) -> list[LeasedTask]:
+def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
+          timeout_seconds: float) -> list[LeasedTask]:
     """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement.
 
     Hand-out order: priority, then oldest order first, then longest fruit first within an order.
@@ -92,7 +99,7 @@ def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float) -> 
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
     return [
         LeasedTask(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
-                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires)
+                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires, timeout_seconds=timeout_seconds)
         for r in rows
     ]
 
@@ -134,7 +141,8 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
         if outcome == TaskStatus.SUCCEEDED:
             succeed(session, task, result, now)
         else:
-            retry_or_fail(session, task, error or "the worker reported a failure", now, reason="error")
+            reason = "timeout" if outcome == "timed_out" else "error"
+            retry_or_fail(session, task, error or f"the worker reported: {outcome}", now, reason=reason)
         return LeaseState(id=task_id, status=task.status)
 
 
@@ -155,17 +163,26 @@ def count_down(session: Session, order_id: int, now: datetime) -> None:
     if salad is None or salad.remaining > 0:
         return
     preparation_time = seconds_between(salad.ordered_at, now)
-    session.execute(
-        update(Salad).where(Salad.order_id == order_id)
-        .values(status=OrderStatus.COMPLETED, finished_at=now, preparation_time=preparation_time)
-    )
-    session.add(Outbox(order_id=order_id, status=OrderStatus.COMPLETED, finished_at=now,
-                       preparation_time=preparation_time, next_attempt_at=now))
+    change_state(session, order_id, now, status=OrderStatus.COMPLETED, finished_at=now,
+                 preparation_time=preparation_time)
     ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.COMPLETED).inc()
+
+
+def change_state(session: Session, order_id: int, now: datetime, **values) -> None:
+    """Change the salad's state and queue the report of it to Shared, under a new version."""
+    version = session.execute(
+        update(Salad).where(Salad.order_id == order_id).values(version=Salad.version + 1, **values)
+        .returning(Salad.version)
+    ).scalar_one()
+    session.add(Outbox(order_id=order_id, version=version, status=values["status"],
+                       finished_at=values.get("finished_at"), preparation_time=values.get("preparation_time"),
+                       failure_reason=values.get("failure_reason"), next_attempt_at=now))
 
 
 def retry_or_fail(session: Session, task: Task, error: str, now: datetime, reason: str) -> None:
     """Queue the task again while it has attempts left; then fail it and its order."""
+    session.add(TaskFailure(task_id=task.id, order_id=task.order_id, attempt=task.attempts, worker=task.worker,
+                            error=error, failed_at=now))
     task.error, task.lease_expires_at = error, None
     if task.attempts < task.max_attempts:
         task.status, task.queued_at, task.worker, task.lease_id = TaskStatus.QUEUED, now, None, None
@@ -180,19 +197,42 @@ def retry_or_fail(session: Session, task: Task, error: str, now: datetime, reaso
 
 def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> None:
     """Mark the order failed, drop its queued fruits, and report it to Shared."""
-    changed = session.execute(
-        update(Salad).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
-        .values(status=OrderStatus.FAILED, finished_at=now, failure_reason=reason)
-    ).rowcount
-    if not changed:
+    in_progress = session.scalar(
+        select(Salad.order_id).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
+        .with_for_update()
+    )
+    if in_progress is None:
         return
+    change_state(session, order_id, now, status=OrderStatus.FAILED, finished_at=now, failure_reason=reason)
     session.execute(
         update(Task).where(Task.order_id == order_id, Task.status == TaskStatus.QUEUED)
-        .values(status=TaskStatus.FAILED, finished_at=now, error="order failed")
+        .values(status=TaskStatus.FAILED, finished_at=now, error=CANCELLED)
     )
-    session.add(Outbox(order_id=order_id, status=OrderStatus.FAILED, finished_at=now, failure_reason=reason,
-                       next_attempt_at=now))
     ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.FAILED).inc()
+
+
+def requeue_failed(engine: Engine, order_id: int, task_id: int | None = None) -> int:
+    """Queue failed tasks again with fresh attempts: one task (and the fruits its order's failure
+    cancelled), or every failed task of the order. A failed order resumes. Returns how many were queued."""
+    now = utcnow()
+    chosen = true() if task_id is None else (Task.id == task_id) | (Task.error == CANCELLED)
+    with transaction(engine) as session:
+        requeued = session.execute(
+            update(Task).where(Task.order_id == order_id, Task.status == TaskStatus.FAILED, chosen)
+            .values(status=TaskStatus.QUEUED, attempts=0, queued_at=now, worker=None, lease_id=None,
+                    lease_expires_at=None, finished_at=None)
+        ).rowcount
+        if not requeued:
+            return 0
+        failed = session.scalar(
+            select(Salad.order_id).where(Salad.order_id == order_id, Salad.status == OrderStatus.FAILED)
+            .with_for_update()
+        )
+        if failed is not None:
+            change_state(session, order_id, now, status=OrderStatus.IN_PROGRESS, finished_at=None,
+                         failure_reason=None)
+        notify_queued(session)
+    return requeued
 
 
 def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:

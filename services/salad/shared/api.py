@@ -4,18 +4,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from salad.core.auth import Role, require
+from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
-from salad.core.fields import MAX_ID, IdPath
 from salad.core.web import errors
 from salad.shared import orders
 from salad.shared.schemas import (
-    IntakeBatch, IntakeClaim, OrderCreate, OrderFinish, OrderPage, OrderPublic, SeedFruit,
+    IntakeBatch,
+    IntakeClaim,
+    OrderCreate,
+    OrderPage,
+    OrderPublic,
+    OrderReport,
+    SeedFruit,
 )
 
 AUTH_ERRORS = errors(401, 403)
@@ -91,10 +96,10 @@ def accept_order(order_id: IdPath, request: Request):
     return orders.get_order(engine_of(request), order_id)
 
 
-@internal.post("/orders/{order_id}/finish", response_model=OrderPublic, responses=errors(404))
-def finish_order(order_id: IdPath, body: OrderFinish, request: Request):
-    """Master reports the order's final state. Idempotent: the first report wins."""
-    if orders.finish(engine_of(request), order_id, body) is None:
+@internal.post("/orders/{order_id}/report", response_model=OrderPublic, responses=errors(404))
+def report_order(order_id: IdPath, body: OrderReport, request: Request):
+    """Master reports a change of the order's state (completed, failed, resumed). Idempotent, in order."""
+    if orders.apply_report(engine_of(request), order_id, body) is None:
         raise not_found(order_id)
     return orders.get_order(engine_of(request), order_id)
 

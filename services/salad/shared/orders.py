@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from salad.core.db import transaction, utcnow
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
-from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderFinish, OrderPublic
+from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 COUNT_OF_TASK_STATUS = {
@@ -139,17 +139,17 @@ def accept(engine: Engine, order_id: int) -> Order | None:
         return session.get(Order, order_id)
 
 
-def finish(engine: Engine, order_id: int, report: OrderFinish) -> Order | None:
-    """Record an order's final state once; a repeated report changes nothing."""
+def apply_report(engine: Engine, order_id: int, report: OrderReport) -> Order | None:
+    """Apply Master's report of a state change once, and only if it is newer than the last one applied."""
     with transaction(engine) as session:
         changed = session.execute(
-            update(Order).where(Order.id == order_id, Order.status.not_in(FINAL))
-            .values(status=report.status, completed_at=report.finished_at,
+            update(Order).where(Order.id == order_id, Order.master_version < report.version)
+            .values(status=report.status, completed_at=report.finished_at, master_version=report.version,
                     preparation_time=report.preparation_time, failure_reason=report.failure_reason,
                     intake_lease_until=None)
         ).rowcount
         order = session.get(Order, order_id)
-    if changed:
+    if changed and report.status in FINAL:
         ORDERS_FINISHED.labels(report.status).inc()
         if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
             SALAD_COMPLETION.observe(report.preparation_time)

@@ -84,9 +84,12 @@ class IntakeBatch(BaseModel):
     orders: list[IntakeOrder]
 
 
-class OrderFinish(StrictModel):
-    status: Literal["completed", "failed"]
-    finished_at: datetime
+class OrderReport(StrictModel):
+    """A change of an order's state at Master. Reports apply in version order; a repeated one is a no-op."""
+
+    version: int = Field(ge=1, le=2**31 - 1)
+    status: Literal["completed", "failed", "in_progress"]
+    finished_at: datetime | None = None
     preparation_time: float | None = Field(None, ge=0, le=1e9)
     failure_reason: Text | None = None
 

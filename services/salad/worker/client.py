@@ -47,8 +47,10 @@ class MasterClient:
     async def heartbeat(self, task: LeasedTask) -> None:
         await self._lease_call(task, "heartbeat", {"lease_id": task.lease_id}, retry=False)
 
-    async def result(self, task: LeasedTask, result: str) -> None:
-        body = {"lease_id": task.lease_id, "outcome": "succeeded", "result": result}
+    async def result(self, task: LeasedTask, outcome: str, text: str) -> None:
+        """Report the outcome; `text` is the result of a success, the error otherwise."""
+        body = {"lease_id": task.lease_id, "outcome": outcome,
+                "result" if outcome == "succeeded" else "error": text}
         await self._lease_call(task, "result", body, retry=True)
 
     async def release(self, task: LeasedTask) -> None:

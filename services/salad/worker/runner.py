@@ -111,12 +111,18 @@ class Worker:
         heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
         try:
             seconds = task.execution_time * self.settings.time_scale
-            aborted = await self.sleep_unless_aborted(job, seconds)
+            timed_out = seconds > task.timeout_seconds
+            aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
             heartbeats.cancel()
             if aborted:
                 outcome = await self.hand_back(task)
+            elif timed_out:
+                await self.master.result(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
+                                                            f"on worker {self.settings.worker_name}")
+                outcome = "timed_out"
+                log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
             else:
-                await self.master.result(task, f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
+                await self.master.result(task, "succeeded", f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
                 outcome = "succeeded"
                 log.info("task %d prepared", task.id, extra={"task_id": task.id, "order_id": task.order_id,
                                                             "fruit": task.fruit, "attempt": task.attempt})
