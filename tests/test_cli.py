@@ -68,3 +68,22 @@ def test_clear_errors_for_an_unreachable_service_and_a_refused_order(stack):
     assert refused.returncode == 1 and "422" in refused.stdout and "fruits.0" in refused.stdout
     assert missing.returncode == 1 and "order 424242 not found" in missing.stdout
     assert wrong_token.returncode == 1 and "401" in wrong_token.stdout and "SALAD_CLIENT_TOKEN" in wrong_token.stdout
+
+
+def test_failed_lists_failed_tasks_and_requeue_resumes_their_order(make_stack, postgres_url):
+    limits = {"SALAD_TASK_TIMEOUT_SECONDS": "0.2", "SALAD_EXECUTION_TIME_MIN": "30", "SALAD_EXECUTION_TIME_MAX": "30",
+              "SALAD_MAX_ATTEMPTS": "2", "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
+    stack = make_stack(postgres_url, workers=1, slots=1, time_scale=1.0, env=limits)
+    auth = {"SALAD_CLIENT_TOKEN": stack.client_token, "SALAD_MASTER_URL": stack.master_url}
+    ordered = json.loads(salad("order", "coconut", "--wait", "--json", "--shared-url", stack.shared_url, **auth).stdout)
+    assert ordered["status"] == "failed"
+
+    listed = json.loads(salad("failed", "--json", "--order", str(ordered["id"]), **auth).stdout)
+    table = salad("failed", **auth)
+    requeued = salad("requeue", "--order", str(ordered["id"]), **auth)
+    neither = salad("requeue", **auth)
+
+    assert [(t["fruit"], len(t["failures"]), t["failures"][0]["worker"]) for t in listed] == [("coconut", 2, "worker-1")]
+    assert "coconut" in table.stdout and "stopped after 0.2 s" in table.stdout
+    assert requeued.returncode == 0 and "1 task(s) queued again" in requeued.stdout
+    assert neither.returncode == 1 and "TASK_ID or --order" in neither.stdout

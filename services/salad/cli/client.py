@@ -46,6 +46,17 @@ def workers(master_url: str, token: str | None) -> list[dict]:
     return call("GET", f"{master_url}/v1/workers", token).json()
 
 
+def failed_tasks(master_url: str, token: str | None, order_id: int | None) -> list[dict]:
+    params = {"status": "failed", **({"order_id": order_id} if order_id else {})}
+    return call("GET", f"{master_url}/v1/tasks", token, params=params).json()
+
+
+def requeue(master_url: str, token: str | None, task_id: int | None, order_id: int | None) -> dict:
+    """Queue one failed task, or every failed task of an order, again."""
+    path = f"/v1/tasks/{task_id}/requeue" if task_id else f"/v1/orders/{order_id}/requeue"
+    return call("POST", master_url + path, token).json()
+
+
 def follow(shared_url: str, token: str | None, order_id: int, console: Console, timeout: float | None = None) -> dict:
     """Show a live progress bar until the order completes or fails; return its final state."""
     deadline = None if timeout is None else time.monotonic() + timeout
