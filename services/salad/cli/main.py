@@ -13,11 +13,15 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from salad.cli import client
+from salad.cli import client, watch
 from salad.cli.stack import LocalStack
 from salad.core.logs import logging_config, setup_logging
 from salad.core.settings import (
-    DEFAULT_DATABASE_URL, DatabaseSettings, master_settings, shared_settings, worker_settings,
+    DEFAULT_DATABASE_URL,
+    DatabaseSettings,
+    master_settings,
+    shared_settings,
+    worker_settings,
 )
 
 app = typer.Typer(help="Fruit salads prepared in parallel over REST.", no_args_is_help=True)
@@ -162,6 +166,51 @@ def workers(master_url: MasterUrl = "http://127.0.0.1:8000", token: Token = None
     for w in rows:
         table.add_row(w["name"], str(w["slots"]), str(w["busy"]), "yes" if w["live"] else "no", w["last_seen"])
     console.print(table)
+
+
+app.command()(watch.watch)
+
+
+@app.command()
+def failed(
+    order_id: Annotated[int | None, typer.Option("--order", help="Only this order's tasks.")] = None,
+    master_url: MasterUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """List failed tasks with their attempts, workers and errors."""
+    try:
+        rows = client.failed_tasks(master_url, token or default_token(), order_id)
+    except client.ServiceError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="failed tasks")
+    for column in ("task", "order", "fruit", "attempts", "workers", "last error"):
+        table.add_column(column)
+    for t in rows:
+        workers_seen = ", ".join(dict.fromkeys(f["worker"] or "?" for f in t["failures"]))
+        table.add_row(str(t["id"]), str(t["order_id"]), t["fruit"], str(t["attempts"]), workers_seen, t["error"] or "")
+    console.print(table)
+
+
+@app.command()
+def requeue(
+    task_id: Annotated[int | None, typer.Argument(help="The failed task to queue again.")] = None,
+    order_id: Annotated[int | None, typer.Option("--order", help="Queue every failed task of this order.")] = None,
+    master_url: MasterUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Queue failed tasks again with fresh attempts; their order resumes."""
+    if (task_id is None) == (order_id is None):
+        fail("give a TASK_ID or --order ORDER_ID (one of them)")
+    try:
+        result = client.requeue(master_url, token or default_token(), task_id, order_id)
+    except client.ServiceError as exc:
+        fail(str(exc))
+    print(json.dumps(result)) if as_json else console.print(f"{result['requeued']} task(s) queued again")
 
 
 # --- Local stack ---------------------------------------------------------------------------------
