@@ -17,17 +17,30 @@ _database_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url():
-    """The admin URL of a PostgreSQL server: a throwaway cluster unless SALAD_TEST_DATABASE_URL is set."""
-    external = os.environ.get("SALAD_TEST_DATABASE_URL")
-    if external:
-        yield external
+def postgres_cluster():
+    """The throwaway PostgreSQL cluster, or None when SALAD_TEST_DATABASE_URL names an existing server."""
+    if os.environ.get("SALAD_TEST_DATABASE_URL"):
+        yield None
         return
     cluster = PostgresCluster().start()
     try:
-        yield cluster.admin_url
+        yield cluster
     finally:
         cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(postgres_cluster):
+    """The admin URL of the PostgreSQL server the tests use."""
+    return postgres_cluster.admin_url if postgres_cluster else os.environ["SALAD_TEST_DATABASE_URL"]
+
+
+@pytest.fixture
+def restartable_postgres(postgres_cluster):
+    """The cluster, for tests that stop and restart PostgreSQL itself."""
+    if postgres_cluster is None:
+        pytest.skip("PostgreSQL is external (SALAD_TEST_DATABASE_URL): it cannot be restarted here")
+    return postgres_cluster
 
 
 @pytest.fixture(scope="session")

@@ -53,18 +53,21 @@ class PostgresCluster:
             uid = pwd.getpwnam(self.user).pw_uid
             os.chown(self.folder, uid, -1)
         self.run(find_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start_server()
+        return self
+
+    def start_server(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 " + " ".join(
             f"-c {name}={value}" for name, value in self.settings.items())
         self.run(find_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"),
                  "-w", "start")
-        return self
 
     def stop(self, mode: str = "fast") -> None:
         self.run(find_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def restart(self) -> None:
         self.stop()
-        self.run(find_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "start")
+        self.start_server()
 
     def remove(self) -> None:
         try:

@@ -61,7 +61,7 @@ def build_app() -> FastAPI:
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
         loops = [
             every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake"),
-            every(settings.reaper_interval, Reaper(engine, signal).step, "reaper"),
+            every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
             every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
         ]
         if not is_sqlite(engine):

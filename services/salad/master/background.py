@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 from anyio import to_thread
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 
 from salad.core.db import transaction, utcnow
@@ -79,13 +80,26 @@ class Intake:
 
 
 class Reaper:
-    """Requeues tasks whose worker stopped heartbeating."""
+    """Requeues tasks whose worker stopped heartbeating.
 
-    def __init__(self, engine: Engine, signal: QueueSignal) -> None:
-        self.engine, self.signal = engine, signal
+    After a gap in its view — this Master starting, or the database coming back — it first extends every
+    running lease once: workers could not heartbeat meanwhile, and are most likely still at work.
+    """
+
+    def __init__(self, engine: Engine, signal: QueueSignal, lease_seconds: float) -> None:
+        self.engine, self.signal, self.lease_seconds = engine, signal, lease_seconds
+        self.after_gap = True
 
     async def step(self) -> bool:
-        reaped = await to_thread.run_sync(tasks.reap_expired, self.engine)
+        try:
+            if self.after_gap:
+                await to_thread.run_sync(tasks.extend_running_leases, self.engine, self.lease_seconds)
+                self.after_gap = False
+                return False
+            reaped = await to_thread.run_sync(tasks.reap_expired, self.engine)
+        except DBAPIError:
+            self.after_gap = True
+            raise
         if reaped:
             log.warning("requeued or failed %d task(s) with an expired lease", reaped)
             self.signal.fire()

@@ -251,6 +251,16 @@ def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:
     return LeaseState(id=task_id, status=TaskStatus.QUEUED)
 
 
+def extend_running_leases(engine: Engine, lease_seconds: float) -> int:
+    """Give every running task one more lease period (see Reaper: after a gap, workers get time to beat)."""
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    with transaction(engine) as session:
+        return session.execute(
+            update(Task).where(Task.status == TaskStatus.RUNNING, Task.lease_expires_at < expires)
+            .values(lease_expires_at=expires)
+        ).rowcount
+
+
 def reap_expired(engine: Engine) -> int:
     """Requeue (or fail, past max_attempts) tasks whose lease expired: their worker is gone."""
     now = utcnow()
