@@ -113,20 +113,28 @@ class RequestMetrics:
             HTTP_LATENCY.labels(self.service, route, method).observe(time.perf_counter() - started)
 
 
-def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
-    """`/healthz` (the process runs), `/readyz` (it can do its work), `/metrics` (Prometheus)."""
+class ProbeStatus(BaseModel):
+    status: str
 
-    @app.get("/healthz", tags=["probes"], include_in_schema=False)
+
+def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
+    """`/healthz` (the process runs), `/readyz` (it can do its work), `/metrics` (Prometheus). Open to all."""
+
+    @app.get("/healthz", tags=["probes"], response_model=ProbeStatus)
     def healthz() -> dict:
+        """Liveness: 200 while the process serves requests."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], include_in_schema=False)
+    @app.get("/readyz", tags=["probes"], response_model=ProbeStatus, responses={503: {"model": ProbeStatus}})
     def readyz() -> JSONResponse:
+        """Readiness: 200 when the database (or, for a worker, Master) answers; 503 otherwise."""
         ok = ready()
         return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready"})
 
-    @app.get("/metrics", tags=["probes"], include_in_schema=False)
+    @app.get("/metrics", tags=["probes"], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics() -> Response:
+        """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -140,7 +148,7 @@ async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> 
 
 def create_app(service: str, ready: Callable[[], bool], max_body_bytes: int | None = None,
                **fastapi_kwargs) -> FastAPI:
-    app = FastAPI(responses=errors(413, 503) if max_body_bytes else {}, **fastapi_kwargs)
+    app = FastAPI(responses=errors(400, 413, 503) if max_body_bytes else {}, **fastapi_kwargs)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     for database_error in (OperationalError, InterfaceError, PoolTimeout):

@@ -85,6 +85,20 @@ class SeedTask(BaseModel):
     nom_worker: WorkerName
 
 
+class SeedAssignment(BaseModel):
+    id: int
+    fruit: str
+    execution_time: int
+
+
+class SeedMessage(BaseModel):
+    message: str
+
+
+class SeedCommand(SeedMessage):
+    preparation_time: float | None
+
+
 class SeedResult(BaseModel):
     task: SeedTask
     result: Text | None = None

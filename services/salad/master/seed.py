@@ -10,13 +10,13 @@ from salad.core.models import OrderStatus, Salad, Task, TaskStatus
 from salad.core.settings import master_settings
 from salad.core.web import errors
 from salad.master import tasks
-from salad.master.schemas import SeedResult, SeedWorker
+from salad.master.schemas import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 
 router = APIRouter(tags=["seed"], responses=errors(401, 403))
 SALAD_READY = "The salad is ready! Enjoy!"
 
 
-@router.post("/send_task", dependencies=[require(Role.WORKER, open_flag="seed_routes_open")])
+@router.post("/send_task", response_model=SeedAssignment, responses={202: {"model": SeedMessage}}, dependencies=[require(Role.WORKER, open_flag="seed_routes_open")])
 def send_task(body: SeedWorker, request: Request):
     """Seed contract: one task for the named worker, or 202 "No more tasks".
 
@@ -31,7 +31,7 @@ def send_task(body: SeedWorker, request: Request):
     return {"id": task.id, "fruit": task.fruit, "execution_time": task.execution_time}
 
 
-@router.post("/result", responses=errors(404, 409), dependencies=[require(Role.WORKER, open_flag="seed_routes_open")])
+@router.post("/result", response_model=SeedMessage, responses=errors(404, 409), dependencies=[require(Role.WORKER, open_flag="seed_routes_open")])
 def result(body: SeedResult, request: Request):
     """Seed contract: the result of a task sent by /send_task, named by task id and worker."""
     engine = request.app.state.engine
@@ -49,7 +49,7 @@ def result(body: SeedResult, request: Request):
     return {"message": "Result received"}
 
 
-@router.get("/send_command", dependencies=[require(Role.CLIENT, open_flag="seed_routes_open")])
+@router.get("/send_command", response_model=SeedCommand, responses={202: {"model": SeedMessage}}, dependencies=[require(Role.CLIENT, open_flag="seed_routes_open")])
 def send_command(request: Request):
     """Seed contract: hand out the next salad made ready since the last call, once."""
     with transaction(request.app.state.engine) as session:

@@ -21,6 +21,7 @@ from salad.shared.schemas import (
     OrderPublic,
     OrderReport,
     SeedFruit,
+    SeedMessage,
 )
 
 AUTH_ERRORS = errors(401, 403)
@@ -104,7 +105,7 @@ def report_order(order_id: IdPath, body: OrderReport, request: Request):
     return orders.get_order(engine_of(request), order_id)
 
 
-@seed.post("/create_task/")
+@seed.post("/create_task/", response_model=SeedMessage)
 def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body()]):
     """Seed contract: order a salad from a list of `{"fruit": ...}`."""
     try:
@@ -115,7 +116,8 @@ def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body()
     return {"message": "Task created"}
 
 
-@seed.get("/get_tasks_to_do/")
+@seed.get("/get_tasks_to_do/", response_model=list[SeedFruit],
+          responses={202: {"model": list[SeedFruit], "description": "No fruit is waiting (an empty list)."}})
 def seed_get_tasks_to_do(request: Request):
     """Seed contract: fruits waiting for a Master (read-only: our Master takes them through /internal)."""
     fruits = [{"fruit": f} for f in orders.pending_fruits(engine_of(request))]
