@@ -97,3 +97,7 @@ class OrderReport(StrictModel):
 # --- Seed contract -----------------------------------------------------------------------------
 class SeedFruit(BaseModel):
     fruit: FruitName
+
+
+class SeedMessage(BaseModel):
+    message: str
