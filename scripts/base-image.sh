@@ -20,7 +20,10 @@ if [[ -z "${FORCE:-}" ]] && "$docker" image inspect "$tag" >/dev/null 2>&1; then
   echo "base image $tag exists (FORCE=1 rebuilds it)"
   exit 0
 fi
-command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+  echo "debootstrap is missing: apt-get install debootstrap" >&2
+  exit 1
+fi
 
 rootfs="$(mktemp -d /tmp/salad-base.XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
@@ -36,8 +39,11 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var
   "$rootfs"/var/log/* "$rootfs"/tmp/* "$rootfs"/var/tmp/*
 find "$rootfs"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'en*' -exec rm -rf {} +
 # Same apt sources as the official Debian images, so derived images can still apt-get install.
-printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
-  "$mirror" "$mirror" > "$rootfs"/etc/apt/sources.list
+{
+  echo "deb $mirror bookworm main"
+  echo "deb $mirror bookworm-updates main"
+  echo "deb http://deb.debian.org/debian-security bookworm-security main"
+} > "$rootfs"/etc/apt/sources.list
 
 tar --numeric-owner -C "$rootfs" -c . | "$docker" import \
   --change 'ENV LANG=C.UTF-8' \
