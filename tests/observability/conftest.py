@@ -4,8 +4,9 @@ import itertools
 from contextlib import ExitStack
 
 import pytest
+from salad.cli.prometheus import render_config as render_local_config
 
-from .prom import Prometheus, render_local_config, run_prometheus
+from .prom import Prometheus, run_prometheus
 from .promql import RULES, load_dashboard
 
 
