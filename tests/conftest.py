@@ -5,10 +5,10 @@ import os
 import re
 
 import pytest
-
 from salad.cli import client
 from salad.cli.stack import LocalStack
 from salad.core.migrate import upgrade
+
 from tests.helpers import wait_final
 from tests.postgres import PostgresCluster, create_database
 

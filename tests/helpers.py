@@ -5,7 +5,6 @@ import time
 from collections import Counter
 
 import httpx
-
 from salad.cli.stack import LocalStack
 
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import psycopg
-
 from salad.cli.stack import free_port
 
 BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]

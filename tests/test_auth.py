@@ -5,10 +5,10 @@ import re
 
 import httpx
 import pytest
-
 from salad.cli.stack import LocalStack
 from salad.master.app import build_app as build_master
 from salad.shared.app import build_app as build_shared
+
 from tests.postgres import create_database
 
 OPEN = {"/healthz", "/readyz", "/metrics", "/v1/stats", "/", "/static"}  # probes, scraping, the page shell

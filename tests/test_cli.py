@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from salad.cli.stack import free_port
 
 

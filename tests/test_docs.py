@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from salad.core.settings import MasterSettings, SharedSettings, WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent

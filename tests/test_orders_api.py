@@ -3,8 +3,8 @@
 import httpx
 import psycopg
 import pytest
-
 from salad.cli.stack import LocalStack
+
 from tests.postgres import create_database
 
 

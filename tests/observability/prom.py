@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 from salad.cli import prometheus as local_prometheus
 from salad.cli.prometheus import APT_HINT
 from salad.cli.stack import free_port

@@ -8,8 +8,15 @@ import pytest
 
 from .prom import require_binary
 from .promql import (
-    DB_GAUGES, base_name, db_gauges_not_under_max, documented_metrics, load_dashboard, metric_names,
-    panel_queries, panels, substitute,
+    DB_GAUGES,
+    base_name,
+    db_gauges_not_under_max,
+    documented_metrics,
+    load_dashboard,
+    metric_names,
+    panel_queries,
+    panels,
+    substitute,
 )
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

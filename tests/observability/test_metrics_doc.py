@@ -3,7 +3,6 @@
 import re
 
 from prometheus_client.metrics import MetricWrapperBase
-
 from salad.core import metrics
 
 from .promql import DB_GAUGES, METRICS_DOC, documented_metrics

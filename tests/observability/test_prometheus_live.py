@@ -6,10 +6,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client import REGISTRY, start_http_server
-from sqlalchemy import create_engine, text
-
 from salad.core import metrics  # registers the salad metrics in REGISTRY
 from salad.core.settings import DatabaseSettings
+from sqlalchemy import create_engine, text
 
 from .prom import Prometheus, assert_every_panel_query_returns_data, free_port
 from .promql import ALERTS, panel_queries, substitute

@@ -7,7 +7,14 @@ import yaml
 
 from .prom import require_binary
 from .promql import (
-    ALERTS, REPO, RULE_TESTS, RULES, base_name, db_gauges_not_under_max, documented_metrics, metric_names,
+    ALERTS,
+    REPO,
+    RULE_TESTS,
+    RULES,
+    base_name,
+    db_gauges_not_under_max,
+    documented_metrics,
+    metric_names,
 )
 
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 import httpx
 from anyio import to_thread
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from salad.core.db import transaction, utcnow
 from salad.core.models import Outbox
