@@ -131,3 +131,17 @@ def test_the_seed_create_task_route_refuses_bad_fruits_and_stores_nothing(api, s
     assert api.post("/create_task/", json=[{"fruit": ""}]).status_code == 422
     assert api.post("/create_task/", json=[{"name": "apple"}]).status_code == 422
     assert stored_orders(stack) == before
+
+
+def test_a_body_over_the_limit_gets_413_whether_announced_or_streamed(api, stack):
+    before = stored_orders(stack)
+    huge = b'{"fruits": ["' + b"a" * 2_000_000 + b'"]}'
+
+    announced = api.post("/v1/orders", content=huge, headers={"content-type": "application/json"})
+    streamed = api.post("/v1/orders", content=iter([huge[:1_000_000], huge[1_000_000:]]),
+                        headers={"content-type": "application/json"})
+
+    for response in (announced, streamed):
+        assert response.status_code == 413
+        assert "request body larger than 1048576 bytes" in response.json()["message"]
+    assert stored_orders(stack) == before
