@@ -12,7 +12,7 @@ missing=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-[ -x /usr/bin/dockerd ] || missing+=(docker.io)
+[ -x /usr/sbin/dockerd ] || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v npm >/dev/null || missing+=(npm)
 
