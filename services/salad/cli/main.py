@@ -5,6 +5,7 @@ import random
 import signal
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -48,6 +49,28 @@ Token = Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_def
 def fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
+
+
+@contextmanager
+def service_errors():
+    """An unreachable service or a refused request ends the command with its message, exit code 1."""
+    try:
+        yield
+    except client.ServiceError as exc:
+        fail(str(exc))
+
+
+def show(data, as_json: bool, title: str, columns: tuple[str, ...], rows) -> None:
+    """JSON for scripts (`--json`), a table for people."""
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 # --- Services ------------------------------------------------------------------------------------
@@ -106,14 +129,12 @@ def order(
 ) -> None:
     """Order a salad."""
     token = token or default_token()
-    try:
+    with service_errors():
         placed = client.order(shared_url, token, fruits, priority)
         if not wait:
             print(json.dumps(placed)) if as_json else console.print(f"order [bold]{placed['id']}[/bold] placed")
             return
         final = client.follow(shared_url, token, placed["id"], Console(quiet=as_json), timeout)
-    except client.ServiceError as exc:
-        fail(str(exc))
     report(final, as_json)
 
 
@@ -133,39 +154,23 @@ def report(final: dict, as_json: bool) -> None:
 def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", token: Token = None,
            as_json: JsonOutput = False) -> None:
     """Show an order: its status, each fruit's state and the completion time."""
-    try:
+    with service_errors():
         current = client.status(shared_url, token or default_token(), order_id)
-    except client.ServiceError as exc:
-        fail(str(exc))
-    if as_json:
-        print(json.dumps(current))
-        return
-    table = Table(title=f"order {order_id}: {current['status']}"
-                  + (f" in {current['preparation_time']:.2f} s" if current["preparation_time"] else ""))
-    for column in ("#", "fruit", "status", "worker", "attempts"):
-        table.add_column(column)
-    for t in current["tasks"]:
-        table.add_row(str(t["position"]), t["fruit"], t["status"], t["worker"] or "", str(t["attempts"]))
-    console.print(table)
+    title = f"order {order_id}: {current['status']}" + (
+        f" in {current['preparation_time']:.2f} s" if current["preparation_time"] else "")
+    show(current, as_json, title, ("#", "fruit", "status", "worker", "attempts"),
+         ((str(t["position"]), t["fruit"], t["status"], t["worker"] or "", str(t["attempts"]))
+          for t in current["tasks"]))
 
 
 @app.command()
 def workers(master_url: MasterUrl = "http://127.0.0.1:8000", token: Token = None,
             as_json: JsonOutput = False) -> None:
     """List the workers Master knows, with their slots and load."""
-    try:
+    with service_errors():
         rows = client.workers(master_url, token or default_token())
-    except client.ServiceError as exc:
-        fail(str(exc))
-    if as_json:
-        print(json.dumps(rows))
-        return
-    table = Table(title="workers")
-    for column in ("name", "slots", "busy", "live", "last seen"):
-        table.add_column(column)
-    for w in rows:
-        table.add_row(w["name"], str(w["slots"]), str(w["busy"]), "yes" if w["live"] else "no", w["last_seen"])
-    console.print(table)
+    show(rows, as_json, "workers", ("name", "slots", "busy", "live", "last seen"),
+         ((w["name"], str(w["slots"]), str(w["busy"]), "yes" if w["live"] else "no", w["last_seen"]) for w in rows))
 
 
 app.command()(watch.watch)
@@ -179,20 +184,15 @@ def failed(
     as_json: JsonOutput = False,
 ) -> None:
     """List failed tasks with their attempts, workers and errors."""
-    try:
+    with service_errors():
         rows = client.failed_tasks(master_url, token or default_token(), order_id)
-    except client.ServiceError as exc:
-        fail(str(exc))
-    if as_json:
-        print(json.dumps(rows))
-        return
-    table = Table(title="failed tasks")
-    for column in ("task", "order", "fruit", "attempts", "workers", "last error"):
-        table.add_column(column)
-    for t in rows:
-        workers_seen = ", ".join(dict.fromkeys(f["worker"] or "?" for f in t["failures"]))
-        table.add_row(str(t["id"]), str(t["order_id"]), t["fruit"], str(t["attempts"]), workers_seen, t["error"] or "")
-    console.print(table)
+
+    def workers_seen(task: dict) -> str:
+        return ", ".join(dict.fromkeys(f["worker"] or "?" for f in task["failures"]))
+
+    show(rows, as_json, "failed tasks", ("task", "order", "fruit", "attempts", "workers", "last error"),
+         ((str(t["id"]), str(t["order_id"]), t["fruit"], str(t["attempts"]), workers_seen(t), t["error"] or "")
+          for t in rows))
 
 
 @app.command()
@@ -206,10 +206,8 @@ def requeue(
     """Queue failed tasks again with fresh attempts; their order resumes."""
     if (task_id is None) == (order_id is None):
         fail("give a TASK_ID or --order ORDER_ID (one of them)")
-    try:
+    with service_errors():
         result = client.requeue(master_url, token or default_token(), task_id, order_id)
-    except client.ServiceError as exc:
-        fail(str(exc))
     print(json.dumps(result)) if as_json else console.print(f"{result['requeued']} task(s) queued again")
 
 
