@@ -5,7 +5,6 @@ import random
 import signal
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from salad.cli import client, watch
+from salad.cli.common import (
+    TOKEN_FILE,
+    JsonOutput,
+    MasterUrl,
+    SharedUrl,
+    Token,
+    console,
+    default_token,
+    fail,
+    service_errors,
+    show,
+)
 from salad.cli.stack import LocalStack
 from salad.core.logs import logging_config, setup_logging
 from salad.core.settings import (
@@ -26,52 +37,10 @@ from salad.core.settings import (
 )
 
 app = typer.Typer(help="Fruit salads prepared in parallel over REST.", no_args_is_help=True)
-console = Console()
 
 FRUITS = ["apple", "banana", "kiwi", "mango", "orange", "pear", "pineapple", "grape", "cherry", "melon",
           "papaya", "peach", "plum", "strawberry", "lychee", "passion fruit"]
 MASTER_GRACEFUL_SECONDS = 35  # uvicorn waits this long for open long-polls (SALAD_MAX_CLAIM_WAIT=30) on SIGTERM
-
-SharedUrl = Annotated[str, typer.Option(envvar="SALAD_SHARED_URL", help="Shared's base URL.")]
-MasterUrl = Annotated[str, typer.Option(envvar="SALAD_MASTER_URL", help="Master's base URL.")]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TOKEN_FILE = Path(".salad/client.token")  # written by `salad up`, read by the other commands
-
-
-def default_token() -> str | None:
-    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
-
-
-Token = Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_default=False,
-                                           help="Client bearer token [default: .salad/client.token if present]")]
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
-
-
-@contextmanager
-def service_errors():
-    """An unreachable service or a refused request ends the command with its message, exit code 1."""
-    try:
-        yield
-    except client.ServiceError as exc:
-        fail(str(exc))
-
-
-def show(data, as_json: bool, title: str, columns: tuple[str, ...], rows) -> None:
-    """JSON for scripts (`--json`), a table for people."""
-    if as_json:
-        print(json.dumps(data))
-        return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
 
 # --- Services ------------------------------------------------------------------------------------
 def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
@@ -237,7 +206,8 @@ def up(
         TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOKEN_FILE.touch(mode=0o600)
         TOKEN_FILE.write_text(stack.client_token)
-        console.print(f"Shared  {stack.shared_url}   (docs at {stack.shared_url}/docs)")
+        console.print(f"Web page {stack.shared_url}/#token={stack.client_token}")
+        console.print(f"Shared  {stack.shared_url}   (API docs at {stack.shared_url}/docs)")
         console.print(f"Master  {stack.master_url}")
         console.print(f"{workers} workers x {slots} slots, logs in {log_dir}/, database {database_url}")
         console.print(f"client token in {TOKEN_FILE} (the salad commands here read it)")

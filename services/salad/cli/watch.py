@@ -9,6 +9,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -16,10 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from salad.cli import client
+from salad.cli.common import SharedUrl, Token, default_token, fail
 
 READ_TIMEOUT = 35.0  # seconds without a byte (Shared sends a heartbeat every 15 s) before reconnecting
 RETRY_SECONDS = 1.0  # before reconnecting, unless the stream says otherwise (`retry:`)
-FRUIT_STYLE = {"queued": ("·", "dim"), "running": ("▶", "yellow"), "done": ("✓", "green"), "failed": ("✗", "red")}
+FRUIT_STYLE = {"queued": ("·", "dim"), "running": ("▶", "yellow"), "done": ("✓", "green"),
+               "failed": ("✗", "red")}
 STATUS_LABEL = {"pending": "waiting", "in_progress": "in progress"}
 
 
@@ -54,8 +57,9 @@ def parse_events(lines: Iterator[str]) -> Iterator[Event]:
             current.retry = int(value)
 
 
-def snapshots(shared_url: str, token: str | None) -> Iterator[dict | None]:
-    """Dashboards as they change, forever; None while the stream is down (it reconnects, as EventSource does)."""
+def snapshots(shared_url: str, token: str | None) -> Iterator[dict | str]:
+    """Dashboards as they change, forever; a reason when the stream breaks (then it reconnects, as EventSource
+    does)."""
     headers = {"Accept": "text/event-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
     retry = RETRY_SECONDS
     while True:
@@ -71,9 +75,10 @@ def snapshots(shared_url: str, token: str | None) -> Iterator[dict | None]:
                         headers["Last-Event-ID"] = event.id
                     if event.event == "snapshot":
                         yield json.loads("\n".join(event.data))
-        except httpx.HTTPError:
-            pass
-        yield None
+            reason = "the stream ended"
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        yield f"{reason}; reconnecting"
         time.sleep(retry)
 
 
@@ -90,8 +95,8 @@ def seconds(value: float | None) -> str:
 
 def fruit_text(fruit: dict) -> Text:
     mark, style = FRUIT_STYLE.get(fruit["state"], ("?", ""))
-    where = f" {fruit['worker']}" if fruit["state"] == "running" and fruit["worker"] else ""
-    return Text(f"{mark} {fruit['fruit']}{where}", style=style)
+    where = f" ({fruit['worker']})" if fruit["state"] == "running" and fruit["worker"] else ""
+    return Text(f"{mark} {fruit['fruit']}{where}", style=style, no_wrap=True)
 
 
 def orders_table(snapshot: dict) -> Table:
@@ -103,7 +108,7 @@ def orders_table(snapshot: dict) -> Table:
         total, done = len(order["fruits"]), order["counts"]["done"]
         progress = Table.grid(padding=(0, 1))
         progress.add_row(ProgressBar(total=total, completed=done, width=18), f"{done}/{total}")
-        fruits = Text("  ").join(fruit_text(f) for f in order["fruits"])
+        fruits = Columns([fruit_text(f) for f in order["fruits"]], padding=(0, 2))
         table.add_row(f"#{order['id']}", STATUS_LABEL.get(order["status"], order["status"]), progress, fruits)
     if not snapshot["open_orders"]:
         table.add_row("", Text("no salad in preparation", style="dim"), "", "")
@@ -121,8 +126,10 @@ def workers_table(snapshot: dict) -> Table:
 
 
 def recent_table(snapshot: dict) -> Table:
+    completed = snapshot["completed"]
     failed = f", {snapshot['failed']} failed" if snapshot["failed"] else ""
-    table = Table(title=f"{snapshot['completed']} salads completed{failed}", title_justify="left")
+    title = f"{completed} salad{'' if completed == 1 else 's'} completed{failed}"
+    table = Table(title=title, title_justify="left")
     for name, justify in (("salad", "right"), ("fruits", "right"), ("time", "right"), ("finished", "left")):
         table.add_column(name, justify=justify)
     for order in snapshot["recent"]:
@@ -132,8 +139,12 @@ def recent_table(snapshot: dict) -> Table:
     return table
 
 
-def render(snapshot: dict | None, connected: bool = True) -> Group:
-    state = Text("live", style="green") if connected else Text("reconnecting…", style="yellow")
+def render(snapshot: dict | None, trouble: str | None = None, live: bool = True) -> Group:
+    """The whole view; `trouble` says why it is not live right now."""
+    if trouble:
+        state = Text(trouble, style="yellow")
+    else:
+        state = Text("live", style="green") if live else Text(f"at {datetime.now():%H:%M:%S}", style="dim")
     header = Text.assemble(("salad watch", "bold"), "  ", state)
     if snapshot is None:
         return Group(header, Text("waiting for Shared…", style="dim"))
@@ -144,33 +155,32 @@ def render(snapshot: dict | None, connected: bool = True) -> Group:
 
 # --- Command -------------------------------------------------------------------------------------
 def watch(
-    shared_url: Annotated[str, typer.Option(envvar="SALAD_SHARED_URL", help="Shared's base URL.")]
-    = "http://127.0.0.1:8001",
-    token: Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_default=False,
-                                              help="Client bearer token [default: .salad/client.token]")] = None,
+    shared_url: SharedUrl = "http://127.0.0.1:8001",
+    token: Token = None,
     once: Annotated[bool, typer.Option("--once", help="Print the current view once and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print snapshots as JSON, one per line.")] = False,
 ) -> None:
     """Watch salads being prepared: open orders fruit by fruit, workers, completed salads (Ctrl-C stops)."""
-    from salad.cli.main import default_token, fail  # here: main imports this module
-
     token = token or default_token()
     console = Console()
     try:
         if once:
             snapshot = client.call("GET", f"{shared_url}/v1/dashboard", token).json()
-            print(json.dumps(snapshot)) if as_json else console.print(render(snapshot))
+            print(json.dumps(snapshot)) if as_json else console.print(render(snapshot, live=False))
             return
         if as_json:
             for snapshot in snapshots(shared_url, token):
-                if snapshot is not None:
+                if isinstance(snapshot, dict):
                     print(json.dumps(snapshot), flush=True)
             return
         last = None
-        with Live(render(None), console=console, auto_refresh=False) as live:
+        with Live(render(None, "connecting"), console=console, auto_refresh=False) as live:
             for snapshot in snapshots(shared_url, token):
-                last = snapshot or last
-                live.update(render(last, connected=snapshot is not None), refresh=True)
+                if isinstance(snapshot, dict):
+                    last, trouble = snapshot, None
+                else:
+                    trouble = snapshot
+                live.update(render(last, trouble), refresh=True)
     except client.ServiceError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

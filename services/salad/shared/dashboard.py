@@ -82,17 +82,18 @@ class Snapshot:
 def fruit_views(order: Order, tasks: list[Task]) -> list[FruitView]:
     if not tasks:  # not split by a Master yet: every fruit waits
         return [FruitView(position=i, fruit=f, state="queued") for i, f in enumerate(order.fruits)]
-    return [FruitView(position=t.position, fruit=t.fruit, state=COUNT_OF_TASK_STATUS[t.status], worker=t.worker)
-            for t in tasks]
+    return [FruitView(position=t.position, fruit=t.fruit, state=COUNT_OF_TASK_STATUS[t.status],
+                      worker=t.worker) for t in tasks]
 
 
 def open_orders(session) -> tuple[list[OpenOrder], int]:
-    orders = list(session.scalars(select(Order).where(Order.status.in_(OPEN)).order_by(Order.id).limit(OPEN_LIMIT)))
-    total = session.scalar(select(func.count()).select_from(Order).where(Order.status.in_(OPEN)))
+    is_open = Order.status.in_(OPEN)
+    orders = list(session.scalars(select(Order).where(is_open).order_by(Order.id).limit(OPEN_LIMIT)))
+    total = session.scalar(select(func.count()).select_from(Order).where(is_open))
     tasks: dict[int, list[Task]] = defaultdict(list)
     if orders:
-        query = select(Task).where(Task.order_id.in_([o.id for o in orders])).order_by(Task.order_id, Task.position)
-        for task in session.scalars(query):
+        query = select(Task).where(Task.order_id.in_([o.id for o in orders]))
+        for task in session.scalars(query.order_by(Task.order_id, Task.position)):
             tasks[task.order_id].append(task)
     views = []
     for order in orders:

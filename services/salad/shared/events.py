@@ -1,4 +1,4 @@
-"""Live progress: `GET /v1/events` streams the dashboard as server-sent events; `GET /v1/dashboard` reads it once.
+"""Live progress: `GET /v1/events` streams the dashboard as server-sent events; `GET /v1/dashboard` reads it.
 
 Each stream looks at the dashboard every SNAPSHOT_INTERVAL and sends an event only when it changed; the
 event id is a digest of its content, so a client that reconnects (to this replica or another) with an
@@ -27,14 +27,15 @@ SNAPSHOT_INTERVAL = 0.5  # seconds between looks at the database, per process
 HEARTBEAT_SECONDS = 15  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 1000  # the client reconnects this long after the stream ends or breaks
 
+ACCESS_TOKEN_HELP = "The client token, for EventSource (which cannot send headers); else use Authorization."
+
 log = logging.getLogger(__name__)
 
 
 def client_token(
     request: Request,
     credentials: Credentials,
-    access_token: Annotated[str | None, Query(description="The client token, for EventSource (it cannot send "
-                                                          "headers); prefer the Authorization header.")] = None,
+    access_token: Annotated[str | None, Query(description=ACCESS_TOKEN_HELP)] = None,
 ) -> None:
     """A client token, from the Authorization header or the `access_token` query parameter (RFC 6750 2.3)."""
     if credentials is None and access_token:
@@ -42,7 +43,8 @@ def client_token(
     check(request, credentials, Role.CLIENT)
 
 
-router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(client_token)], responses=errors(401, 403))
+router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(client_token)],
+                   responses=errors(401, 403))
 
 
 class SnapshotCache:
@@ -76,7 +78,7 @@ async def snapshot_events(cache: SnapshotCache, last_sent: str | None) -> AsyncI
     while True:
         try:
             snapshot = await cache.get()
-        except Exception as exc:  # the database is away: keep the stream, try again next time
+        except Exception as exc:  # noqa: BLE001 - the database is away: keep the stream, try again next time
             if healthy:
                 log.warning("dashboard snapshot failed: %s", exc)
             healthy, snapshot = False, None
@@ -93,7 +95,8 @@ async def snapshot_events(cache: SnapshotCache, last_sent: str | None) -> AsyncI
                              "description": "`snapshot` events, each a JSON dashboard (see /v1/dashboard)."}})
 async def events(request: Request, last_event_id: Annotated[str | None, Header()] = None):
     """Live dashboard: a `snapshot` event now and whenever open orders, workers or recent salads change."""
-    return EventSourceResponse(snapshot_events(snapshots_of(request), last_event_id), ping=HEARTBEAT_SECONDS, sep="\n")
+    stream = snapshot_events(snapshots_of(request), last_event_id)
+    return EventSourceResponse(stream, ping=HEARTBEAT_SECONDS, sep="\n")
 
 
 @router.get("/dashboard", response_model=Dashboard)

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from salad import __version__
 
 WEB = Path(__file__).parent / "web"
+CACHE_ASSETS = "public, max-age=3600"  # their URLs carry the version, so a release is fetched anew
 ASSETS = {"app.css": "text/css", "app.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False)
@@ -31,4 +32,4 @@ def asset(name: str) -> FileResponse:
     """One of the page's files (a fixed list: nothing else under the package is served)."""
     if name not in ASSETS:
         raise HTTPException(404, detail=f"no asset {name}")
-    return FileResponse(WEB / name, media_type=ASSETS[name], headers={"Cache-Control": "public, max-age=3600"})
+    return FileResponse(WEB / name, media_type=ASSETS[name], headers={"Cache-Control": CACHE_ASSETS})
