@@ -25,8 +25,10 @@ def test_order_json_then_watch_once_as_a_table_and_as_json_and_clear_errors(stac
     first = json.loads(placed.stdout)
     assert first["fruits"] == ["apple", "kiwi"] and first["status"] == "pending"
     wait_final(stack, first["id"], timeout=20)
-    second = json.loads(salad("order", "mango", "pear", "plum", "fig", "grape", "--json", **auth).stdout)
-    wait_until(lambda: salad_running(stack, second["id"]), timeout=30, message="a fruit of the second salad running")
+    # Ten fruits on four slots: the salad runs for seconds, long enough to be seen running on a busy machine.
+    fruits = ["mango", "pear", "plum", "fig", "grape", "lime", "lemon", "date", "guava", "quince"]
+    second = json.loads(salad("order", *fruits, "--json", **auth).stdout)
+    wait_until(lambda: salad_running(stack, second["id"]), timeout=60, message="a fruit of the second salad running")
 
     with frozen(stack.worker_services):  # the second salad stays half done while we look
         table = salad("watch", "--once", **auth)
