@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine: installs what the tests need (PostgreSQL server
-# binaries, Prometheus, Docker, kubectl), creates .venv, then runs pytest. The tests start their own
-# throwaway PostgreSQL, Prometheus and Docker engine; nothing needs to be running beforehand.
+# binaries, Prometheus, Chromium, Docker, kubectl, Redis and the benchmark's peers), creates .venv, then
+# runs pytest. The tests start their own throwaway PostgreSQL, Prometheus, Redis, Docker engine and headless
+# Chromium; nothing needs to be running beforehand.
 # Extra arguments go to pytest, e.g.  scripts/test.sh tests/test_api.py -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -r requirements.lock -e '.[test]'
+bench/setup.sh  # Redis and the peers (Celery, Procrastinate, PgQueuer) for the benchmark's smoke test
 
 exec .venv/bin/pytest "$@"

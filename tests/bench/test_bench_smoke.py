@@ -1,0 +1,76 @@
+"""The benchmark harness in smoke mode: tiny counts, one repetition, every scenario and peer.
+
+It checks that the harness runs end to end and produces every figure, not how fast salad is. Needs bench/.venv
+(bench/setup.sh: Redis, Celery, Procrastinate, PgQueuer); skipped without it.
+"""
+
+import math
+
+import pytest
+
+from bench.__main__ import main
+from bench.infra import PEERS_PYTHON
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="bench/.venv missing: run bench/setup.sh"),
+]
+
+SMOKE = [
+    "--quick",
+    "--tasks",
+    "100",
+    "--dispatch-orders",
+    "3",
+    "--scaling-workers",
+    "1,2",
+    "--scaling-tasks-per-worker",
+    "4",
+    "--salads",
+    "1",
+    "--history-tasks",
+    "1000",
+    "--workers",
+    "1",
+    "--slots",
+    "4",
+    "--settle",
+    "0.2",
+]
+
+
+def test_quick_mode_produces_every_figure(tmp_path):
+    results = main([*SMOKE, "--out", str(tmp_path)])
+
+    assert (tmp_path / "results.json").exists()
+    figures = {f["key"]: f for f in results["figures"]}
+    expected = [
+        "throughput.tasks_per_s",
+        "throughput.latency_p50_ms",
+        "throughput.latency_p95_ms",
+        "throughput.latency_p99_ms",
+        "memory.shared_peak_rss_mib",
+        "memory.master_peak_rss_mib",
+        "memory.worker-1_peak_rss_mib",
+        "dispatch.queued_to_claimed_p50_ms",
+        "dispatch.queued_to_claimed_p99_ms",
+        "dispatch.order_to_claimed_p50_ms",
+        "scaling.2.speedup",
+        "scaling.2.efficiency",
+        "makespan.salad.order_to_done_ratio",
+        "makespan.seed.order_to_done_ratio",
+        "history.tasks_per_s",
+        "history.ratio_to_empty",
+        *[
+            f"peers.{peer}.{kind}"
+            for peer in ("celery", "procrastinate", "pgqueuer")
+            for kind in ("end_to_end_tasks_per_s", "drain_tasks_per_s", "ratio_end_to_end")
+        ],
+    ]
+    missing = [key for key in expected if key not in figures]
+    assert not missing, f"figures not reported: {missing}"
+    for key, figure in figures.items():
+        assert "median" in figure, f"{key} has no value"
+        assert figure["min"] <= figure["median"] <= figure["max"], key
+        assert math.isfinite(figure["median"]), key
+    assert results["machine"]["cores"] >= 1
