@@ -18,6 +18,7 @@ from salad.master.schemas import LeasedTask
 from salad.worker.client import LeaseLost, MasterClient
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
+MASTER_SILENCE_SECONDS = 15.0  # not ready when Master has not answered for a long-poll plus this long
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        return not self.stopping.is_set() and time.monotonic() - self.last_contact < self.settings.claim_wait + 15
+        silence = time.monotonic() - self.last_contact
+        return not self.stopping.is_set() and silence < self.settings.claim_wait + MASTER_SILENCE_SECONDS
 
     def stop(self) -> None:
         if not self.stopping.is_set():
