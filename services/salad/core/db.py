@@ -44,6 +44,21 @@ def transaction(engine: Engine) -> Iterator[Session]:
             yield session
 
 
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only unit of work whose statements all see the same moment, so the parts of one answer agree.
+
+    PostgreSQL reads each statement of a READ COMMITTED transaction afresh, so a page read in several queries
+    could show a salad both open and completed; REPEATABLE READ gives one snapshot. SQLite's WAL already
+    serialises the one machine's writers and is left as it is.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        with session.begin():
+            if not is_sqlite(engine):
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+
 def ping(engine: Engine) -> bool:
     """True when the database answers; readiness probes ask this."""
     try:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from salad.core.db import transaction, utcnow
+from salad.core.db import snapshot, utcnow
 from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
 from salad.shared.orders import COUNT_OF_TASK_STATUS
 from salad.shared.schemas import FruitCounts
@@ -127,7 +127,7 @@ def recent_orders(session) -> list[FinishedOrder]:
 
 
 def read_dashboard(engine: Engine) -> Dashboard:
-    with transaction(engine) as session:
+    with snapshot(engine) as session:
         orders, total = open_orders(session)
         finished = dict(session.execute(
             select(Order.status, func.count()).where(Order.status.in_(FINAL)).group_by(Order.status)

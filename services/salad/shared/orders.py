@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from salad.core.db import transaction, utcnow
+from salad.core.db import snapshot, transaction, utcnow
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
 from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
@@ -84,7 +84,7 @@ def to_public(order: Order, counts: FruitCounts | None, tasks: list[Task] | None
 
 
 def get_order(engine: Engine, order_id: int) -> OrderPublic | None:
-    with transaction(engine) as session:
+    with snapshot(engine) as session:
         order = session.get(Order, order_id)
         if order is None:
             return None
@@ -102,7 +102,7 @@ def list_orders(engine: Engine, status: str | None, limit: int, before: int | No
         query = query.where(Order.status == status)
     if before is not None:
         query = query.where(Order.id < before)
-    with transaction(engine) as session:
+    with snapshot(engine) as session:
         orders = list(session.scalars(query))
         counts = task_counts(session, [o.id for o in orders])
         return [to_public(o, counts.get(o.id)) for o in orders]
