@@ -15,7 +15,7 @@ OPEN = {"/healthz", "/readyz", "/metrics", "/v1/stats", "/", "/static"}  # probe
 ROLE_OF_PREFIX = [  # (service, path pattern, the role that may call it)
     ("shared", r"^/internal/", "master"),
     ("shared", r"^/", "client"),
-    ("master", r"^/v1/(tasks/\{task_id\}/(heartbeat|result|release)|tasks/claim|workers/\{name\})$", "worker"),
+    ("master", r"^/v1/(tasks/\{task_id\}/(heartbeat|result|release)|tasks/(claim|exchange)|workers/\{name\})$", "worker"),
     ("master", r"^/(send_task|result)$", "worker"),
     ("master", r"^/", "client"),
 ]

@@ -60,6 +60,46 @@ def test_a_long_poll_is_answered_as_soon_as_a_task_is_queued(stack, master):
     assert time.monotonic() - started < 5, "answered on the order, not at the end of the wait"
 
 
+def exchange(master, results: list[dict], max_tasks=0, worker="w1") -> dict:
+    response = master.post("/v1/tasks/exchange", json={"worker": worker, "results": results, "max_tasks": max_tasks})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_exchange_records_a_batch_of_results_each_on_its_own_and_leases_more(stack, master):
+    placed = order(stack, ["apple", "banana", "kiwi", "mango"])
+    first, second, third, fourth = claim(master, max_tasks=4)
+    done = {"outcome": "succeeded", "result": "ok"}
+
+    answer = exchange(master, [
+        {"id": first["id"], "lease_id": first["lease_id"], **done},
+        {"id": first["id"], "lease_id": first["lease_id"], **done},  # the same result twice: recorded once
+        {"id": second["id"], "lease_id": str(uuid.uuid4()), **done},  # a stale lease
+        {"id": 999_999, "lease_id": str(uuid.uuid4()), **done},  # no such task
+        {"id": third["id"], "lease_id": third["lease_id"], "outcome": "failed", "error": "dropped it"},
+    ], max_tasks=5)
+
+    assert [(a["id"], a["status"], a["lease_lost"]) for a in answer["results"]] == [
+        (first["id"], "succeeded", False), (first["id"], "succeeded", False), (second["id"], "running", True),
+        (999_999, None, False), (third["id"], "queued", False)]
+    assert [t["id"] for t in answer["tasks"]] == [third["id"]], "the failed fruit is queued again, leased here"
+    retried = answer["tasks"][0]
+    assert retried["attempt"] == 2
+    assert get_order(stack, placed["id"])["status"] == "in_progress"
+
+    last = exchange(master, [{"id": t["id"], "lease_id": t["lease_id"], **done} for t in (second, retried, fourth)])
+    assert [a["status"] for a in last["results"]] == ["succeeded"] * 3 and last["tasks"] == []
+    final = wait_final(stack, placed["id"], timeout=10)
+    assert final["status"] == "completed" and final["counts"]["done"] == 4
+
+
+def test_an_exchange_without_results_long_polls_like_a_claim(stack, master):
+    response = master.post("/v1/tasks/exchange", json={"worker": "w1", "max_tasks": 2, "wait": 0.3})
+    assert response.status_code == 200 and response.json() == {"results": [], "tasks": []}
+    refused = master.post("/v1/tasks/exchange", json={"worker": "w1", "results": [{"id": 1, "lease_id": "x"}]})
+    assert refused.status_code == 422 and "lease_id" in refused.json()["message"]
+
+
 def test_results_are_idempotent_and_stale_leases_get_409(stack, master):
     order(stack, ["apple"])
     task = claim(master)[0]

@@ -15,9 +15,14 @@ from salad.master import registry, task_views, tasks
 from salad.master.schemas import (
     ClaimRequest,
     ClaimResponse,
+    ExchangeRequest,
+    ExchangeResponse,
+    LeasedTask,
     LeaseRef,
     LeaseState,
+    Report,
     Requeued,
+    ResultAck,
     Stats,
     TaskPublic,
     TaskResult,
@@ -47,16 +52,36 @@ def lease_errors(call):
 @router.post("/tasks/claim", response_model=ClaimResponse, tags=["workers"], dependencies=WORKER)
 async def claim_tasks(body: ClaimRequest, request: Request):
     """Lease up to `max_tasks` tasks; with `wait`, hold the request until one is queued (long-poll)."""
+    _, leased = await exchange_and_wait(request, body.worker, [], body.max_tasks, body.wait)
+    return ClaimResponse(tasks=leased)
+
+
+@router.post("/tasks/exchange", response_model=ExchangeResponse, tags=["workers"], dependencies=WORKER)
+async def exchange_tasks(body: ExchangeRequest, request: Request):
+    """Record finished tasks' results and lease up to `max_tasks` more, in one round trip and one commit.
+
+    Each result is acknowledged on its own (`lease_lost` for a stale lease); the results are recorded
+    before any wait. With `wait`, the request is held until a task is queued (long-poll), as for claims.
+    """
+    acks, leased = await exchange_and_wait(request, body.worker, body.results, body.max_tasks, body.wait)
+    return ExchangeResponse(results=acks, tasks=leased)
+
+
+async def exchange_and_wait(request: Request, worker: str, results: list[Report], max_tasks: int,
+                            wait: float) -> tuple[list[ResultAck], list[LeasedTask]]:
     settings, engine, signal = master_settings(), request.app.state.engine, request.app.state.signal
-    max_tasks = min(body.max_tasks, settings.max_tasks_per_claim)
-    deadline = time.monotonic() + min(body.wait, settings.max_claim_wait)
-    while True:
-        leased = await run_in_threadpool(tasks.claim, engine, body.worker, max_tasks, settings.lease_seconds,
-                                         settings.task_timeout_seconds)
+    max_tasks = min(max_tasks, settings.max_tasks_per_claim)
+    deadline = time.monotonic() + min(wait, settings.max_claim_wait)
+    acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
+                                           settings.lease_seconds, settings.task_timeout_seconds)
+    while not leased and max_tasks:
         remaining = deadline - time.monotonic()
-        if leased or remaining <= 0 or await request.is_disconnected():
-            return ClaimResponse(tasks=leased)
+        if remaining <= 0 or await request.is_disconnected():
+            break
         await signal.wait(remaining)
+        leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
+                                         settings.task_timeout_seconds)
+    return acks, leased
 
 
 @router.post("/tasks/{task_id}/heartbeat", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],

@@ -46,6 +46,33 @@ class TaskResult(LeaseRef):
     error: Text | None = None
 
 
+class Report(TaskResult):
+    """A worker's result for one task, in a batch."""
+
+    id: DbId
+
+
+class ExchangeRequest(StrictModel):
+    worker: WorkerName
+    results: list[Report] = Field(default_factory=list, max_length=1000,
+                                  description="Results of tasks this worker finished.")
+    max_tasks: int = Field(0, ge=0, le=1000, description="Free slots: at most this many tasks are leased.")
+    wait: float = Field(0, ge=0, le=3600, description="Seconds to hold the request open while no task is queued "
+                                                      "(after the results are recorded).")
+
+
+class ResultAck(BaseModel):
+    id: int
+    status: str | None = Field(description="The task's status after the report; null when there is no such task.")
+    lease_lost: bool = Field(False, description="The task is no longer leased under this lease_id: the result "
+                                                "was not recorded.")
+
+
+class ExchangeResponse(BaseModel):
+    results: list[ResultAck] = Field(description="One per reported result, in the same order.")
+    tasks: list[LeasedTask]
+
+
 class LeaseState(BaseModel):
     id: int
     status: str

@@ -4,6 +4,7 @@ Every function is one transaction and safe with any number of Master replicas: c
 rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row serialises its last results.
 """
 
+from collections import Counter
 from datetime import datetime, timedelta
 from uuid import uuid4
 
@@ -23,7 +24,7 @@ from salad.core.metrics import (
     TASKS_FINISHED,
 )
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
-from salad.master.schemas import LeasedTask, LeaseState
+from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
 
 NOTIFY_CHANNEL = "salad_tasks"  # PostgreSQL wakes long-polling claims on every Master replica
 REAP_BATCH = 100
@@ -72,10 +73,19 @@ def split_order(engine: Engine, order_id: int, fruits: list[str], execution_time
 # --- Claims --------------------------------------------------------------------------------------
 def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
           timeout_seconds: float) -> list[LeasedTask]:
-    """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement.
+    """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement."""
+    with transaction(engine) as session:
+        return claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+
+
+def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float,
+             timeout_seconds: float) -> list[LeasedTask]:
+    """The claim statement, in the caller's transaction.
 
     Hand-out order: priority, then oldest order first, then longest fruit first within an order.
     """
+    if max_tasks <= 0:
+        return []
     now = utcnow()
     lease_id = str(uuid4())
     expires = now + timedelta(seconds=lease_seconds)
@@ -86,14 +96,13 @@ def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
         .limit(max_tasks)
         .with_for_update(skip_locked=True)
     )
-    with transaction(engine) as session:
-        rows = session.execute(
-            update(Task).where(Task.id.in_(claimable.scalar_subquery()))
-            .values(status=TaskStatus.RUNNING, attempts=Task.attempts + 1, lease_id=lease_id,
-                    lease_expires_at=expires, worker=worker, claimed_at=now)
-            .returning(Task.id, Task.order_id, Task.fruit, Task.execution_time, Task.attempts, Task.queued_at,
-                       Task.priority)
-        ).all()
+    rows = session.execute(
+        update(Task).where(Task.id.in_(claimable.scalar_subquery()))
+        .values(status=TaskStatus.RUNNING, attempts=Task.attempts + 1, lease_id=lease_id,
+                lease_expires_at=expires, worker=worker, claimed_at=now)
+        .returning(Task.id, Task.order_id, Task.fruit, Task.execution_time, Task.attempts, Task.queued_at,
+                   Task.priority)
+    ).all()
     for row in rows:
         TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
@@ -126,39 +135,83 @@ def raise_lost_or_missing(session: Session, task_id: int) -> None:
 # --- Results -------------------------------------------------------------------------------------
 def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, result: str | None,
                   error: str | None) -> LeaseState:
-    """Record a worker's result. A repeated post of an already recorded result is answered the same."""
-    now = utcnow()
+    """Record one worker's result. A repeated post of an already recorded result is answered the same."""
+    report = Report(id=task_id, lease_id=lease_id, outcome=outcome, result=result, error=error)
     with transaction(engine) as session:
-        task = session.scalars(
-            select(Task).where(Task.id == task_id).with_for_update()
-        ).one_or_none()
-        if task is None:
-            raise TaskNotFound(task_id)
-        if task.lease_id != lease_id:
-            raise LeaseLost(task_id)
-        if task.status != TaskStatus.RUNNING:
-            return LeaseState(id=task_id, status=task.status)  # a retried post: already recorded
-        if outcome == TaskStatus.SUCCEEDED:
-            succeed(session, task, result, now)
+        ack = record_results(session, [report])[0]
+    if ack.status is None:
+        raise TaskNotFound(task_id)
+    if ack.lease_lost:
+        raise LeaseLost(task_id)
+    return LeaseState(id=task_id, status=ack.status)
+
+
+def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
+             timeout_seconds: float) -> tuple[list[ResultAck], list[LeasedTask]]:
+    """Record a worker's results and lease it more tasks in one transaction: one round trip, one commit."""
+    with transaction(engine) as session:
+        acks = record_results(session, reports)
+        return acks, claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+
+
+def record_results(session: Session, reports: list[Report]) -> list[ResultAck]:
+    """Record results in a few statements whatever their number; each is acknowledged on its own.
+
+    Tasks are locked in id order and countdown rows in order id order, so concurrent batches cannot deadlock;
+    each order's countdown row is updated once per batch, not once per fruit.
+    """
+    now = utcnow()
+    ids = sorted({r.id for r in reports})
+    rows = {row.id: row for row in session.execute(
+        select(Task.id, Task.order_id, Task.fruit, Task.status, Task.lease_id, Task.claimed_at, Task.created_at)
+        .where(Task.id.in_(ids)).order_by(Task.id).with_for_update()
+    )} if ids else {}
+    acks: dict[int, ResultAck] = {}
+    succeeded, unsuccessful, seen = [], [], set()
+    for report in reports:
+        if report.id in seen:
+            continue  # the same result twice in one batch: answered once
+        seen.add(report.id)
+        row = rows.get(report.id)
+        if row is None:
+            acks[report.id] = ResultAck(id=report.id, status=None)
+        elif row.lease_id != str(report.lease_id):
+            acks[report.id] = ResultAck(id=report.id, status=row.status, lease_lost=True)
+        elif row.status != TaskStatus.RUNNING:
+            acks[report.id] = ResultAck(id=report.id, status=row.status)  # a retried post: already recorded
+        elif report.outcome == TaskStatus.SUCCEEDED:
+            succeeded.append((row, report))
+            acks[report.id] = ResultAck(id=report.id, status=TaskStatus.SUCCEEDED)
         else:
-            reason = "timeout" if outcome == "timed_out" else "error"
-            retry_or_fail(session, task, error or f"the worker reported: {outcome}", now, reason=reason)
-        return LeaseState(id=task_id, status=task.status)
+            unsuccessful.append(report)
+    if succeeded:
+        succeed(session, succeeded, now)
+    for report in unsuccessful:
+        task = session.get(Task, report.id)
+        reason = "timeout" if report.outcome == "timed_out" else "error"
+        retry_or_fail(session, task, report.error or f"the worker reported: {report.outcome}", now, reason=reason)
+        acks[report.id] = ResultAck(id=report.id, status=task.status)
+    return [acks[r.id] for r in reports]
 
 
-def succeed(session: Session, task: Task, result: str | None, now: datetime) -> None:
-    task.status, task.result, task.finished_at, task.lease_expires_at = TaskStatus.SUCCEEDED, result, now, None
-    TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc()
-    TASK_EXECUTION.labels(task.fruit).observe(seconds_between(task.claimed_at, now))
-    TASK_LATENCY.labels(task.fruit).observe(seconds_between(task.created_at, now))
-    count_down(session, task.order_id, now)
+def succeed(session: Session, succeeded: list, now: datetime) -> None:
+    session.execute(update(Task), [
+        dict(id=row.id, status=TaskStatus.SUCCEEDED, result=report.result, finished_at=now, lease_expires_at=None)
+        for row, report in succeeded
+    ])
+    for row, _ in succeeded:
+        TASK_EXECUTION.labels(row.fruit).observe(seconds_between(row.claimed_at, now))
+        TASK_LATENCY.labels(row.fruit).observe(seconds_between(row.created_at, now))
+    TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc(len(succeeded))
+    for order_id, done in sorted(Counter(row.order_id for row, _ in succeeded).items()):
+        count_down(session, order_id, done, now)
 
 
-def count_down(session: Session, order_id: int, now: datetime) -> None:
-    """One more fruit done; the last one completes the order in this same transaction."""
+def count_down(session: Session, order_id: int, done: int, now: datetime) -> None:
+    """`done` more fruits of the order are prepared; the last one completes it in this same transaction."""
     salad = session.execute(
         update(Salad).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
-        .values(remaining=Salad.remaining - 1).returning(Salad.remaining, Salad.ordered_at)
+        .values(remaining=Salad.remaining - done).returning(Salad.remaining, Salad.ordered_at)
     ).one_or_none()
     if salad is None or salad.remaining > 0:
         return

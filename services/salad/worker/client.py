@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -31,11 +32,19 @@ class MasterClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def claim(self, max_tasks: int) -> list[LeasedTask]:
-        body = {"worker": self.worker, "max_tasks": max_tasks, "wait": self.claim_wait}
-        response = await self.http.post("/v1/tasks/claim", json=body)
+    async def exchange(self, results: list["Finished"], max_tasks: int,
+                       wait: float) -> tuple[list[dict], list[LeasedTask]]:
+        """Report finished tasks and lease up to `max_tasks` more in one request.
+
+        Returns Master's acknowledgement of each result and the leased tasks. With results to deliver,
+        network errors and 5xx are retried for up to retry_max_seconds; a bare claim is not retried.
+        """
+        body = {"worker": self.worker, "max_tasks": max_tasks, "wait": wait,
+                "results": [finished.report() for finished in results]}
+        response = await self._post("/v1/tasks/exchange", body, retry=bool(results), what="exchange")
         response.raise_for_status()
-        return [LeasedTask.model_validate(t) for t in response.json()["tasks"]]
+        answer = response.json()
+        return answer["results"], [LeasedTask.model_validate(t) for t in answer["tasks"]]
 
     async def beat(self, slots: int, busy: int) -> None:
         response = await self.http.put(f"/v1/workers/{self.worker}", json={"slots": slots, "busy": busy})
@@ -45,34 +54,47 @@ class MasterClient:
         await self.http.delete(f"/v1/workers/{self.worker}")
 
     async def heartbeat(self, task: LeasedTask) -> None:
-        await self._lease_call(task, "heartbeat", {"lease_id": task.lease_id}, retry=False)
-
-    async def result(self, task: LeasedTask, outcome: str, text: str) -> None:
-        """Report the outcome; `text` is the result of a success, the error otherwise."""
-        body = {"lease_id": task.lease_id, "outcome": outcome,
-                "result" if outcome == "succeeded" else "error": text}
-        await self._lease_call(task, "result", body, retry=True)
+        await self._lease_call(task, "heartbeat", retry=False)
 
     async def release(self, task: LeasedTask) -> None:
-        await self._lease_call(task, "release", {"lease_id": task.lease_id}, retry=True)
+        await self._lease_call(task, "release", retry=True)
 
-    async def _lease_call(self, task: LeasedTask, action: str, body: dict, retry: bool) -> None:
-        """POST to /v1/tasks/{id}/{action}; retries network errors and 5xx for up to retry_max_seconds."""
+    async def _lease_call(self, task: LeasedTask, action: str, retry: bool) -> None:
+        response = await self._post(f"/v1/tasks/{task.id}/{action}", {"lease_id": task.lease_id}, retry,
+                                    what=f"{action} of task {task.id}")
+        if response.status_code == 409:
+            raise LeaseLost(task.id)
+        response.raise_for_status()
+
+    async def _post(self, path: str, body: dict, retry: bool, what: str) -> httpx.Response:
+        """POST `body`; with `retry`, network errors and 5xx are retried for up to retry_max_seconds."""
         deadline = time.monotonic() + self.retry_max_seconds
         delay = RETRY_FIRST_DELAY
         while True:
             try:
-                response = await self.http.post(f"/v1/tasks/{task.id}/{action}", json=body)
-                if response.status_code == 409:
-                    raise LeaseLost(task.id)
+                response = await self.http.post(path, json=body)
                 if response.status_code not in RETRYABLE_STATUS:
-                    response.raise_for_status()
-                    return
+                    return response
                 problem = f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
+                if not retry:
+                    raise
                 problem = repr(exc)
             if not retry or time.monotonic() + delay > deadline:
-                raise RuntimeError(f"{action} of task {task.id} failed: {problem}")
-            log.warning("%s of task %d failed (%s); retrying in %.1fs", action, task.id, problem, delay)
+                raise RuntimeError(f"{what} failed: {problem}")
+            log.warning("%s failed (%s); retrying in %.1fs", what, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_DELAY)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A fruit this worker finished, waiting to be reported: `text` is the result of a success, else the error."""
+
+    task: LeasedTask
+    outcome: str
+    text: str
+
+    def report(self) -> dict:
+        return {"id": self.task.id, "lease_id": self.task.lease_id, "outcome": self.outcome,
+                "result" if self.outcome == "succeeded" else "error": self.text}

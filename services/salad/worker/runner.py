@@ -10,12 +10,10 @@ import signal
 import time
 from contextlib import suppress
 
-import httpx
-
 from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 from salad.core.settings import WorkerSettings
 from salad.master.schemas import LeasedTask
-from salad.worker.client import LeaseLost, MasterClient
+from salad.worker.client import Finished, LeaseLost, MasterClient
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
 MASTER_SILENCE_SECONDS = 15.0  # not ready when Master has not answered for a long-poll plus this long
@@ -24,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class Job:
-    """One task being prepared: the fruit's sleep can be aborted; the result post cannot."""
+    """One task being prepared: the fruit's sleep can be aborted."""
 
     def __init__(self, task: LeasedTask) -> None:
         self.task = task
@@ -32,19 +30,32 @@ class Job:
 
 
 class Worker:
+    """Prepares fruits in `slots` concurrent jobs, with one request to Master in flight at a time.
+
+    A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
+    other result finished meanwhile, in the request that also leases the free slots' next tasks
+    (POST /v1/tasks/exchange). When nothing is finished and slots are free, a long-poll asks for tasks.
+    """
+
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         token = settings.worker_token.get_secret_value() if settings.worker_token else None
         self.master = MasterClient(settings.master_url, settings.worker_name, settings.claim_wait,
                                    settings.retry_max_seconds, token)
         self.stopping = asyncio.Event()
-        self.jobs: dict[asyncio.Task, Job] = {}
+        self.jobs: dict[asyncio.Task, Job] = {}  # fruits being prepared
+        self.finished: list[Finished] = []  # results not yet sent to Master
+        self.news = asyncio.Event()  # a fruit finished or a slot freed
         self.last_contact = 0.0  # monotonic time Master last answered
 
     @property
     def ready(self) -> bool:
         silence = time.monotonic() - self.last_contact
         return not self.stopping.is_set() and silence < self.settings.claim_wait + MASTER_SILENCE_SECONDS
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.stopping.is_set() else self.settings.slots - len(self.jobs)
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -55,7 +66,7 @@ class Worker:
         WORKER_SLOTS.set(self.settings.slots)
         beats = asyncio.create_task(self.beat_forever())
         try:
-            await self.claim_until_stopped()
+            await self.work_until_stopped()
             await self.drain()
         finally:
             beats.cancel()
@@ -64,79 +75,114 @@ class Worker:
             await self.master.aclose()
         log.info("stopped")
 
-    async def claim_until_stopped(self) -> None:
-        while not self.stopping.is_set():
-            free = self.settings.slots - len(self.jobs)
-            if free <= 0:
-                await self.wait_for(asyncio.wait(list(self.jobs), return_when=asyncio.FIRST_COMPLETED))
-                continue
-            try:
-                leased = await self.wait_for(self.master.claim(free))
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("claim failed: %s", exc)
-                await self.wait_for(asyncio.sleep(CLAIM_ERROR_DELAY))
-                continue
-            if leased is None:
-                break  # stopping: a claim cut short leaves no task behind (its lease simply expires)
-            self.last_contact = time.monotonic()
-            for task in leased:
-                job = Job(task)
-                self.jobs[asyncio.create_task(self.prepare(job))] = job
-            WORKER_BUSY_SLOTS.set(len(self.jobs))
-
-    async def wait_for(self, awaitable):
-        """Await `awaitable` unless a stop comes first (then cancel it and return None)."""
-        work = asyncio.ensure_future(awaitable)
+    async def work_until_stopped(self) -> None:
+        claim: asyncio.Task | None = None  # a long-poll for tasks, holding the slots free when it was sent
         stop = asyncio.create_task(self.stopping.wait())
-        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if work.done():
-            return work.result()
-        work.cancel()
-        with suppress(asyncio.CancelledError, Exception):
-            await work
-        return None
+        try:
+            while not self.stopping.is_set():
+                self.news.clear()
+                if self.finished:
+                    await self.report(claim_more=claim is None)
+                    continue
+                if claim is None and self.free_slots > 0:
+                    claim = asyncio.create_task(
+                        self.master.exchange([], self.free_slots, self.settings.claim_wait))
+                news = asyncio.create_task(self.news.wait())
+                waiting = {news, stop} | ({claim} if claim else set())
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                news.cancel()
+                if claim is not None and claim.done():
+                    await self.claimed(claim)
+                    claim = None
+        finally:
+            stop.cancel()
+            if claim is not None:  # stopping: a claim cut short leaves no task behind (its lease simply expires)
+                claim.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await claim
+
+    async def claimed(self, claim: asyncio.Task) -> None:
+        try:
+            _, leased = claim.result()
+        except Exception as exc:
+            log.warning("claim failed: %s", exc)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), CLAIM_ERROR_DELAY)
+            return
+        self.last_contact = time.monotonic()
+        self.start(leased)
+
+    def start(self, leased: list[LeasedTask]) -> None:
+        for task in leased:
+            job = Job(task)
+            self.jobs[asyncio.create_task(self.prepare(job))] = job
+        WORKER_BUSY_SLOTS.set(len(self.jobs))
+
+    async def report(self, claim_more: bool) -> None:
+        """Send every finished result (and, with `claim_more`, lease the free slots' next tasks)."""
+        await asyncio.sleep(0)  # let fruits finishing in this same instant join the batch
+        batch, self.finished = self.finished, []
+        try:
+            acks, leased = await self.master.exchange(batch, self.free_slots if claim_more else 0, 0)
+        except Exception as exc:
+            log.error("could not report %d result(s) to Master: %s", len(batch), exc)
+            WORKER_TASKS.labels("lost").inc(len(batch))
+            return
+        self.last_contact = time.monotonic()
+        for finished, ack in zip(batch, acks, strict=True):
+            self.acknowledged(finished, ack)
+        self.start(leased)
+
+    def acknowledged(self, finished: Finished, ack: dict) -> None:
+        task = finished.task
+        if ack["lease_lost"] or ack["status"] is None:
+            log.warning("task %d: lease lost, result dropped", task.id)
+            WORKER_TASKS.labels("lost").inc()
+            return
+        WORKER_TASKS.labels(finished.outcome).inc()
+        if finished.outcome == "succeeded":
+            log.info("task %d prepared", task.id, extra={"task_id": task.id, "order_id": task.order_id,
+                                                        "fruit": task.fruit, "attempt": task.attempt})
 
     async def drain(self) -> None:
-        """Let in-flight tasks finish within the grace period; release the rest to Master."""
-        if not self.jobs:
-            return
-        _, late = await asyncio.wait(list(self.jobs), timeout=self.settings.grace_seconds)
-        for task in late:
-            self.jobs[task].abort.set()
-        if late:
-            log.info("grace period over: handing %d task(s) back", len(late))
-            await asyncio.wait(late)
+        """Let in-flight fruits finish within the grace period, reporting them; hand the rest back."""
+        deadline = time.monotonic() + self.settings.grace_seconds
+        aborted = False
+        while self.jobs or self.finished:
+            self.news.clear()
+            if self.finished:
+                await self.report(claim_more=False)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and not aborted:
+                log.info("grace period over: handing %d task(s) back", len(self.jobs))
+                for job in self.jobs.values():
+                    job.abort.set()
+                aborted = True
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.news.wait(), timeout=None if aborted else remaining)
 
     async def prepare(self, job: Job) -> None:
-        task, outcome = job.task, "lost"
+        task = job.task
         heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
         try:
             seconds = task.execution_time * self.settings.time_scale
-            timed_out = seconds > task.timeout_seconds
             aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
             heartbeats.cancel()
             if aborted:
-                outcome = await self.hand_back(task)
-            elif timed_out:
-                await self.master.result(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
-                                                            f"on worker {self.settings.worker_name}")
-                outcome = "timed_out"
+                WORKER_TASKS.labels(await self.hand_back(task)).inc()
+            elif seconds > task.timeout_seconds:
                 log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
+                self.finished.append(Finished(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
+                                                                 f"on worker {self.settings.worker_name}"))
             else:
-                await self.master.result(task, "succeeded", f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
-                outcome = "succeeded"
-                log.info("task %d prepared", task.id, extra={"task_id": task.id, "order_id": task.order_id,
-                                                            "fruit": task.fruit, "attempt": task.attempt})
-        except LeaseLost:
-            log.warning("task %d: lease lost, result dropped", task.id)
-        except Exception as exc:
-            log.error("task %d: could not report to Master: %s", task.id, exc)
+                text = f"{task.id} {task.fruit} prepared in {seconds:g} seconds"
+                self.finished.append(Finished(task, "succeeded", text))
         finally:
             heartbeats.cancel()
-            WORKER_TASKS.labels(outcome).inc()
             self.jobs.pop(asyncio.current_task(), None)
             WORKER_BUSY_SLOTS.set(len(self.jobs))
+            self.news.set()
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
         """Prepare the fruit. True when aborted (grace period over, or the lease was lost)."""
@@ -145,11 +191,15 @@ class Worker:
         return job.abort.is_set()
 
     async def hand_back(self, task: LeasedTask) -> str:
-        with suppress(LeaseLost):
+        try:
             await self.master.release(task)
-            log.info("task %d released", task.id)
-            return "released"
-        return "lost"
+        except LeaseLost:
+            return "lost"
+        except Exception as exc:  # its lease will expire and the reaper will queue it again
+            log.error("task %d: could not hand it back to Master: %s", task.id, exc)
+            return "lost"
+        log.info("task %d released", task.id)
+        return "released"
 
     async def heartbeat_until_done(self, job: Job) -> None:
         """Extend the lease every heartbeat_interval; a stale lease aborts the fruit."""
