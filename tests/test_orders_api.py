@@ -5,6 +5,7 @@ import psycopg
 import pytest
 from salad.cli.stack import LocalStack
 
+from tests.helpers import wait_until
 from tests.postgres import create_database
 
 
@@ -66,13 +67,15 @@ def test_an_idempotency_key_reused_for_other_fruits_is_refused(api, stack):
 
 def test_orders_are_listed_newest_first_a_page_at_a_time(api):
     ids = [api.post("/v1/orders", json={"fruits": ["fig"]}).json()["id"] for _ in range(3)]
+    wait_until(lambda: all(api.get(f"/v1/orders/{i}").json()["status"] == "in_progress" for i in ids),
+               timeout=10, message="Master takes the orders")
 
-    page = api.get("/v1/orders", params={"limit": 2, "status": "pending"}).json()
+    page = api.get("/v1/orders", params={"limit": 2, "status": "in_progress"}).json()
     following = api.get(page["next"]).json()
 
     assert [o["id"] for o in page["items"]] == ids[::-1][:2]
     assert following["items"][0]["id"] == ids[0]
-    assert all(o["status"] == "pending" for o in page["items"] + following["items"])
+    assert all(o["status"] == "in_progress" for o in page["items"] + following["items"])
 
 
 BAD_ORDERS = [

@@ -4,11 +4,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # several local processes share one SQLite file
+TASKS_CHANNEL = "salad_tasks"  # tasks were queued: wakes long-polling claims on every Master replica
+ORDERS_CHANNEL = "salad_orders"  # an order was placed: wakes every Master's intake
 
 
 def utcnow() -> datetime:
@@ -34,6 +36,12 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def notify(session: Session, channel: str) -> None:
+    """Wake the listeners of `channel` when this transaction commits (PostgreSQL; SQLite processes poll)."""
+    if not is_sqlite(session.get_bind()):
+        session.execute(text(f"NOTIFY {channel}"))
 
 
 @contextmanager

@@ -29,7 +29,11 @@ class Order(SQLModel, table=True):
     """A client's salad, as Shared stores it."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_completed_at", "completed_at",  # retention deletes the oldest finished first
+              postgresql_where=text("completed_at IS NOT NULL"), sqlite_where=text("completed_at IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     fruits: list[str] = Field(sa_column=Column(JSON, nullable=False))
@@ -88,6 +92,10 @@ class Salad(SQLModel, table=True):
     """Master's record of an order it split: counts down to completion under a row lock."""
 
     __tablename__ = "salads"
+    __table_args__ = (
+        Index("ix_salads_finished_at", "finished_at",  # retention deletes the oldest finished first
+              postgresql_where=text("finished_at IS NOT NULL"), sqlite_where=text("finished_at IS NOT NULL")),
+    )
 
     order_id: int = Field(primary_key=True)
     total: int

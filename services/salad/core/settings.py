@@ -21,6 +21,9 @@ class CommonSettings(BaseSettings):
 class DatabaseSettings(CommonSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int = Field(10, ge=1)  # connections per process
+    retention_seconds: float | None = Field(None, gt=0)  # delete finished orders this long after; unset: keep
+    prune_batch: int = Field(100, ge=1)  # finished orders whose rows one retention transaction deletes
+    prune_interval: float = Field(10.0, gt=0)  # seconds between retention passes
 
     @field_validator("database_url")
     @classmethod

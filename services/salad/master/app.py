@@ -12,10 +12,12 @@ from prometheus_client.core import GaugeMetricFamily
 from salad import __version__
 from salad.core.auth import Tokens
 from salad.core.db import is_sqlite, make_engine, ping
+from salad.core.loops import every, retention
 from salad.core.settings import master_settings
 from salad.core.web import create_app
 from salad.master import api, registry, seed
-from salad.master.background import Intake, OutboxRelay, Reaper, every
+from salad.master.background import Intake, OutboxRelay, Reaper
+from salad.master.tasks import prune_finished
 from salad.master.wakeup import QueueSignal, listen
 
 SHARED_TIMEOUT = httpx.Timeout(10.0)
@@ -54,18 +56,22 @@ def build_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        signal = QueueSignal()
+        signal, order_placed = QueueSignal(), asyncio.Event()
         app.state.signal = signal
         headers = bearer_header(settings.master_token)
         async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
         loops = [
-            every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake"),
+            every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake",
+                  wake=order_placed),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
             every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
         ]
+        if settings.retention_seconds:
+            pruning = retention(engine, settings, prune_finished, "orders' tasks")
+            loops.append(every(settings.prune_interval, pruning, "retention"))
         if not is_sqlite(engine):
-            loops.append(listen(settings.database_url, signal))
+            loops.append(listen(settings.database_url, signal, order_placed))
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
         try:

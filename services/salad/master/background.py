@@ -4,7 +4,6 @@ Every replica runs all three; the database (SKIP LOCKED, leases, unique keys) ke
 piece of work twice.
 """
 
-import asyncio
 import logging
 import random
 from datetime import timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from salad.core.db import transaction, utcnow
+from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import tasks
@@ -24,26 +24,8 @@ from salad.shared.schemas import IntakeBatch, OrderReport
 
 OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
-MAX_BACKOFF = 30.0  # seconds between retries of an unreachable Shared
 
 log = logging.getLogger(__name__)
-
-
-async def every(interval: float, step, name: str) -> None:
-    """Run `step` forever; when it reports a full batch, run again at once. Errors are logged, not fatal."""
-    failures = 0
-    while True:
-        try:
-            busy = await step()
-            failures = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures += 1
-            busy = False
-            log.warning("%s failed (%d in a row): %s", name, failures, exc)
-        if not busy:
-            await asyncio.sleep(min(MAX_BACKOFF, interval * 2 ** min(failures, 6)))
 
 
 class Intake:

@@ -8,12 +8,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from uuid import uuid4
 
-from sqlalchemy import insert, select, text, true, update
+from sqlalchemy import bindparam, delete, insert, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from salad.core.db import is_sqlite, transaction, utcnow
+from salad.core.db import TASKS_CHANNEL, notify, transaction, utcnow
 from salad.core.metrics import (
     LEASE_EXPIRIES,
     ORDERS_FINISHED_BY_MASTER,
@@ -26,9 +26,47 @@ from salad.core.metrics import (
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
 
-NOTIFY_CHANNEL = "salad_tasks"  # PostgreSQL wakes long-polling claims on every Master replica
 REAP_BATCH = 100
+FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 CANCELLED = "cancelled: its order failed"  # the error of queued fruits dropped with their order
+
+
+# The hot path's statements, built once and run on the session's Core connection: building a statement and
+# the ORM's execution layer cost more CPU than PostgreSQL spends running it.
+tasks_table, salads_table = Task.__table__, Salad.__table__
+CLAIMABLE = (
+    select(tasks_table.c.id)
+    .where(tasks_table.c.status == TaskStatus.QUEUED)
+    .order_by(tasks_table.c.priority.desc(), tasks_table.c.order_id, tasks_table.c.execution_time.desc(),
+              tasks_table.c.id)
+    .limit(bindparam("max_tasks"))
+    .with_for_update(skip_locked=True)
+)
+CLAIM = (
+    update(tasks_table).where(tasks_table.c.id.in_(CLAIMABLE.scalar_subquery()))
+    .values(status=TaskStatus.RUNNING, attempts=tasks_table.c.attempts + 1, lease_id=bindparam("lease"),
+            lease_expires_at=bindparam("expires"), worker=bindparam("worker_name"),
+            claimed_at=bindparam("now"))
+    .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
+               tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority)
+)
+LOCK_REPORTED = (
+    select(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.status,
+           tasks_table.c.lease_id, tasks_table.c.claimed_at, tasks_table.c.created_at)
+    .where(tasks_table.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(tasks_table.c.id).with_for_update()
+)
+SUCCEED = (
+    update(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
+    .values(status=TaskStatus.SUCCEEDED, result=bindparam("task_result"), finished_at=bindparam("now"),
+            lease_expires_at=None)
+)
+COUNT_DOWN = (
+    update(salads_table)
+    .where(salads_table.c.order_id == bindparam("order"), salads_table.c.status == OrderStatus.IN_PROGRESS)
+    .values(remaining=salads_table.c.remaining - bindparam("done"))
+    .returning(salads_table.c.remaining, salads_table.c.ordered_at)
+)
 
 
 class TaskNotFound(Exception):
@@ -45,8 +83,7 @@ def seconds_between(start: datetime, end: datetime) -> float:
 
 def notify_queued(session: Session) -> None:
     """Tell every replica's waiting claims that tasks were queued (delivered at commit)."""
-    if not is_sqlite(session.get_bind()):
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    notify(session, TASKS_CHANNEL)
 
 
 # --- Splitting orders ----------------------------------------------------------------------------
@@ -61,9 +98,11 @@ def split_order(engine: Engine, order_id: int, fruits: list[str], execution_time
     ]
     try:
         with transaction(engine) as session:
-            session.add(Salad(order_id=order_id, total=len(rows), remaining=len(rows), ordered_at=ordered_at))
-            session.flush()
-            session.execute(insert(Task), rows)
+            connection = session.connection()
+            connection.execute(insert(salads_table).values(
+                order_id=order_id, total=len(rows), remaining=len(rows), status=OrderStatus.IN_PROGRESS,
+                ordered_at=ordered_at, version=0, seed_collected=False))
+            connection.execute(insert(tasks_table), rows)
             notify_queued(session)
     except IntegrityError:
         return False
@@ -89,20 +128,8 @@ def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float
     now = utcnow()
     lease_id = str(uuid4())
     expires = now + timedelta(seconds=lease_seconds)
-    claimable = (
-        select(Task.id)
-        .where(Task.status == TaskStatus.QUEUED)
-        .order_by(Task.priority.desc(), Task.order_id, Task.execution_time.desc(), Task.id)
-        .limit(max_tasks)
-        .with_for_update(skip_locked=True)
-    )
-    rows = session.execute(
-        update(Task).where(Task.id.in_(claimable.scalar_subquery()))
-        .values(status=TaskStatus.RUNNING, attempts=Task.attempts + 1, lease_id=lease_id,
-                lease_expires_at=expires, worker=worker, claimed_at=now)
-        .returning(Task.id, Task.order_id, Task.fruit, Task.execution_time, Task.attempts, Task.queued_at,
-                   Task.priority)
-    ).all()
+    rows = session.connection().execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
+                                                    worker_name=worker, now=now)).all()
     for row in rows:
         TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
@@ -162,10 +189,7 @@ def record_results(session: Session, reports: list[Report]) -> list[ResultAck]:
     """
     now = utcnow()
     ids = sorted({r.id for r in reports})
-    rows = {row.id: row for row in session.execute(
-        select(Task.id, Task.order_id, Task.fruit, Task.status, Task.lease_id, Task.claimed_at, Task.created_at)
-        .where(Task.id.in_(ids)).order_by(Task.id).with_for_update()
-    )} if ids else {}
+    rows = {row.id: row for row in session.connection().execute(LOCK_REPORTED, dict(ids=ids))} if ids else {}
     acks: dict[int, ResultAck] = {}
     succeeded, unsuccessful, seen = [], [], set()
     for report in reports:
@@ -195,9 +219,8 @@ def record_results(session: Session, reports: list[Report]) -> list[ResultAck]:
 
 
 def succeed(session: Session, succeeded: list, now: datetime) -> None:
-    session.execute(update(Task), [
-        dict(id=row.id, status=TaskStatus.SUCCEEDED, result=report.result, finished_at=now, lease_expires_at=None)
-        for row, report in succeeded
+    session.connection().execute(SUCCEED, [
+        dict(task_id=row.id, task_result=report.result, now=now) for row, report in succeeded
     ])
     for row, _ in succeeded:
         TASK_EXECUTION.labels(row.fruit).observe(seconds_between(row.claimed_at, now))
@@ -209,10 +232,7 @@ def succeed(session: Session, succeeded: list, now: datetime) -> None:
 
 def count_down(session: Session, order_id: int, done: int, now: datetime) -> None:
     """`done` more fruits of the order are prepared; the last one completes it in this same transaction."""
-    salad = session.execute(
-        update(Salad).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
-        .values(remaining=Salad.remaining - done).returning(Salad.remaining, Salad.ordered_at)
-    ).one_or_none()
+    salad = session.connection().execute(COUNT_DOWN, dict(order=order_id, done=done)).one_or_none()
     if salad is None or salad.remaining > 0:
         return
     preparation_time = seconds_between(salad.ordered_at, now)
@@ -326,3 +346,21 @@ def reap_expired(engine: Engine) -> int:
             LEASE_EXPIRIES.inc()
             retry_or_fail(session, task, f"lease expired on worker {task.worker}", now, reason="lease_expired")
     return len(expired)
+
+
+# --- Retention -----------------------------------------------------------------------------------
+def prune_finished(engine: Engine, older_than: datetime, batch: int) -> int:
+    """Delete the tasks, failed attempts, reports and countdown rows of up to `batch` orders finished
+    before `older_than` (one whose report Shared has not acknowledged yet is kept). Returns how many."""
+    undelivered = select(Outbox.order_id).where(Outbox.delivered_at.is_(None))
+    with transaction(engine) as session:
+        order_ids = list(session.scalars(
+            select(Salad.order_id)
+            .where(Salad.status.in_(FINAL), Salad.finished_at < older_than,
+                   Salad.order_id.not_in(undelivered))
+            .order_by(Salad.finished_at).limit(batch).with_for_update(skip_locked=True)
+        ))
+        if order_ids:
+            for model in (TaskFailure, Task, Outbox, Salad):
+                session.execute(delete(model).where(model.order_id.in_(order_ids)))
+    return len(order_ids)

@@ -1,8 +1,8 @@
-"""Wakes long-polling claims the moment tasks are queued, on this replica or any other.
+"""Wakes long-polling claims the moment tasks are queued, and the intake the moment an order is placed.
 
 Each replica keeps one LISTEN connection (PostgreSQL); a split or requeue here also wakes local waiters
-at once. Waiters still re-check every FALLBACK_POLL seconds, so a lost notification costs latency, never
-a task.
+at once. Waiters still re-check every FALLBACK_POLL seconds (the intake every intake_interval), so a lost
+notification costs latency, never a task.
 """
 
 import asyncio
@@ -10,7 +10,7 @@ import logging
 
 import psycopg
 
-from salad.master.tasks import NOTIFY_CHANNEL
+from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL
 
 FALLBACK_POLL = 1.0  # seconds
 RECONNECT_DELAY = 1.0  # seconds
@@ -39,17 +39,22 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-async def listen(database_url: str, signal: QueueSignal) -> None:
-    """Fire `signal` on every NOTIFY of the tasks channel; reconnects after database outages."""
+async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
+    """Fire `tasks_queued`, set `order_placed`, on their notifications; reconnects after database outages."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as conn:
-                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                signal.fire()  # tasks may have been queued while we were not listening
-                async for _ in conn.notifies():
-                    signal.fire()
+                await conn.execute(f"LISTEN {TASKS_CHANNEL}")
+                await conn.execute(f"LISTEN {ORDERS_CHANNEL}")
+                tasks_queued.fire()  # tasks or orders may have come while we were not listening
+                order_placed.set()
+                async for note in conn.notifies():
+                    if note.channel == ORDERS_CHANNEL:
+                        order_placed.set()
+                    else:
+                        tasks_queued.fire()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database went away: wait and listen again
-            log.warning("task notifications interrupted: %s", exc)
+            log.warning("notifications interrupted: %s", exc)
             await asyncio.sleep(RECONNECT_DELAY)

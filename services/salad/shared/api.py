@@ -52,8 +52,9 @@ def create_order(body: OrderCreate, request: Request, response: Response, idempo
         raise RequestValidationError([{"loc": ("header", "Idempotency-Key"), "type": "value_error",
                                        "msg": "already used for a different order"}])
     response.headers["Location"] = f"/v1/orders/{order.id}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
+    if created:
+        return orders.as_placed(order)  # as stored: a Master may take it any moment now
+    response.headers["Idempotent-Replayed"] = "true"
     return orders.get_order(engine_of(request), order.id)
 
 
@@ -94,7 +95,7 @@ def accept_order(order_id: IdPath, request: Request):
     """The order's tasks exist at Master. Idempotent."""
     if orders.accept(engine_of(request), order_id) is None:
         raise not_found(order_id)
-    return orders.get_order(engine_of(request), order_id)
+    return orders.get_order(engine_of(request), order_id, with_fruits=False)
 
 
 @internal.post("/orders/{order_id}/report", response_model=OrderPublic, responses=errors(404))
@@ -102,7 +103,7 @@ def report_order(order_id: IdPath, body: OrderReport, request: Request):
     """Master reports a change of the order's state (completed, failed, resumed). Idempotent, in order."""
     if orders.apply_report(engine_of(request), order_id, body) is None:
         raise not_found(order_id)
-    return orders.get_order(engine_of(request), order_id)
+    return orders.get_order(engine_of(request), order_id, with_fruits=False)
 
 
 @seed.post("/create_task/", response_model=SeedMessage)

@@ -1,5 +1,6 @@
 """Shared: the public API. Accepts orders, answers their status, and feeds Master over REST."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -9,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from salad import __version__
 from salad.core.auth import Tokens
 from salad.core.db import make_engine, ping
+from salad.core.loops import every, retention
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import create_app
@@ -41,9 +43,18 @@ def build_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         REGISTRY.register(collector)
-        yield
-        REGISTRY.unregister(collector)
-        engine.dispose()
+        pruning = None
+        if settings.retention_seconds:
+            step = retention(engine, settings, orders.prune_finished, "orders")
+            pruning = asyncio.create_task(every(settings.prune_interval, step, "retention"))
+        try:
+            yield
+        finally:
+            if pruning is not None:
+                pruning.cancel()
+                await asyncio.gather(pruning, return_exceptions=True)
+            REGISTRY.unregister(collector)
+            engine.dispose()
 
     app = create_app("shared", ready=lambda: ping(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Shared", version=__version__, lifespan=lifespan)

@@ -3,13 +3,13 @@
 import hashlib
 import json
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from salad.core.db import snapshot, transaction, utcnow
+from salad.core.db import ORDERS_CHANNEL, notify, snapshot, transaction, utcnow
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
 from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
@@ -42,6 +42,7 @@ def create_order(
             order = Order(fruits=fruits, priority=priority, idempotency_key=idempotency_key,
                           request_hash=digest, created_at=utcnow())
             session.add(order)
+            notify(session, ORDERS_CHANNEL)
         ORDERS_CREATED.inc()
         return order, True
     except IntegrityError:
@@ -68,31 +69,54 @@ def task_counts(session, order_ids: list[int]) -> dict[int, FruitCounts]:
     return counts
 
 
-def to_public(order: Order, counts: FruitCounts | None, tasks: list[Task] | None = None) -> OrderPublic:
+def counts_without_tasks(order: Order) -> FruitCounts:
+    """An order with no task rows: not split by a Master yet, or finished and its tasks pruned (retention)."""
+    if order.status == OrderStatus.COMPLETED:
+        return FruitCounts(done=len(order.fruits))
+    if order.status == OrderStatus.FAILED:
+        return FruitCounts()  # which fruits failed is no longer known
+    return FruitCounts(queued=len(order.fruits))
+
+
+def to_public(order: Order, counts: FruitCounts | None,
+              fruits: list[FruitState] | None = None) -> OrderPublic:
     if counts is None or sum(counts.model_dump().values()) == 0:
-        # Not split into tasks yet: every fruit waits.
-        counts = FruitCounts(queued=len(order.fruits))
-    states = None
-    if tasks is not None:
-        states = [FruitState(position=t.position, fruit=t.fruit, status=t.status, worker=t.worker,
-                             attempts=t.attempts) for t in tasks]
+        counts = counts_without_tasks(order)
     return OrderPublic(
         id=order.id, status=order.status, fruits=order.fruits, priority=order.priority, counts=counts,
         created_at=order.created_at, accepted_at=order.accepted_at, completed_at=order.completed_at,
-        preparation_time=order.preparation_time, failure_reason=order.failure_reason, tasks=states,
+        preparation_time=order.preparation_time, failure_reason=order.failure_reason, tasks=fruits,
     )
 
 
-def get_order(engine: Engine, order_id: int) -> OrderPublic | None:
+def as_placed(order: Order) -> OrderPublic:
+    """An order before any Master took it: every fruit waits."""
+    fruits = [FruitState(position=i, fruit=f, status=TaskStatus.QUEUED) for i, f in enumerate(order.fruits)]
+    return to_public(order, None, fruits)
+
+
+def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderPublic | None:
+    """The order with its counts and, `with_fruits`, each fruit's state (read as plain rows: an order may
+    hold many fruits)."""
     with snapshot(engine) as session:
         order = session.get(Order, order_id)
         if order is None:
             return None
-        tasks = list(session.scalars(select(Task).where(Task.order_id == order_id).order_by(Task.position)))
-        counts = task_counts(session, [order_id]).get(order_id)
-        if not tasks:
-            tasks = [Task(position=i, fruit=f, status=TaskStatus.QUEUED) for i, f in enumerate(order.fruits)]
-        return to_public(order, counts, tasks)
+        if not with_fruits:
+            return to_public(order, task_counts(session, [order_id]).get(order_id))
+        rows = session.execute(
+            select(Task.position, Task.fruit, Task.status, Task.worker, Task.attempts)
+            .where(Task.order_id == order_id).order_by(Task.position)
+        ).all()
+    if not rows:  # not split by a Master yet, or pruned after it finished
+        return to_public(order, None) if order.status in FINAL else as_placed(order)
+    fruits = [FruitState(position=r.position, fruit=r.fruit, status=r.status, worker=r.worker,
+                         attempts=r.attempts) for r in rows]
+    counts = FruitCounts()
+    for fruit in fruits:
+        name = COUNT_OF_TASK_STATUS[fruit.status]
+        setattr(counts, name, getattr(counts, name) + 1)
+    return to_public(order, counts, fruits)
 
 
 def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
@@ -167,3 +191,13 @@ def count_by_status(engine: Engine) -> dict[str, int]:
     with transaction(engine) as session:
         rows = session.execute(select(Order.status, func.count()).group_by(Order.status))
         return {status: n for status, n in rows}
+
+
+def prune_finished(engine: Engine, older_than: datetime, batch: int) -> int:
+    """Delete up to `batch` orders finished before `older_than` (retention). Returns how many."""
+    doomed = (
+        select(Order.id).where(Order.status.in_(FINAL), Order.completed_at < older_than)
+        .order_by(Order.completed_at).limit(batch).with_for_update(skip_locked=True)
+    )
+    with transaction(engine) as session:
+        return session.execute(delete(Order).where(Order.id.in_(doomed.scalar_subquery()))).rowcount

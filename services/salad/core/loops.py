@@ -1,0 +1,61 @@
+"""Background loops of the services: run a step forever, back off on errors; retention of finished rows."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from anyio import to_thread
+from sqlalchemy.engine import Engine
+
+from salad.core.db import utcnow
+from salad.core.settings import DatabaseSettings
+
+MAX_BACKOFF = 30.0  # seconds between retries of a failing step
+
+log = logging.getLogger(__name__)
+
+
+async def every(interval: float, step, name: str, wake: asyncio.Event | None = None) -> None:
+    """Run `step` forever; when it reports a full batch, run again at once, and when `wake` is set, early.
+    Errors are logged, not fatal, and back off."""
+    failures = 0
+    while True:
+        if wake is not None:
+            wake.clear()
+        try:
+            busy = await step()
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            busy = False
+            log.warning("%s failed (%d in a row): %s", name, failures, exc)
+        if busy:
+            continue
+        delay = min(MAX_BACKOFF, interval * 2 ** min(failures, 6))
+        if wake is None or failures:
+            await asyncio.sleep(delay)
+        else:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+
+
+def retention(engine: Engine, settings: DatabaseSettings,
+              prune: Callable[[Engine, datetime, int], int], what: str) -> Callable[[], Awaitable[bool]]:
+    """A loop step deleting, a batch per transaction, the finished rows older than `retention_seconds`.
+
+    Small transactions keep row locks short and the WAL steady while the service keeps working; a full
+    batch runs the step again at once.
+    """
+
+    async def step() -> bool:
+        older_than = utcnow() - timedelta(seconds=settings.retention_seconds)
+        pruned = await to_thread.run_sync(prune, engine, older_than, settings.prune_batch)
+        if pruned:
+            log.info("retention: deleted %d %s finished before %s", pruned, what, older_than.isoformat())
+        return pruned == settings.prune_batch
+
+    return step
