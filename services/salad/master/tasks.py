@@ -165,7 +165,9 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
     """Record one worker's result. A repeated post of an already recorded result is answered the same."""
     report = Report(id=task_id, lease_id=lease_id, outcome=outcome, result=result, error=error)
     with transaction(engine) as session:
-        ack = record_results(session, [report])[0]
+        acks, done = record_results(session, [report])
+        count_down(session, done)
+    ack = acks[0]
     if ack.status is None:
         raise TaskNotFound(task_id)
     if ack.lease_lost:
@@ -177,15 +179,17 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
              timeout_seconds: float) -> tuple[list[ResultAck], list[LeasedTask]]:
     """Record a worker's results and lease it more tasks in one transaction: one round trip, one commit."""
     with transaction(engine) as session:
-        acks = record_results(session, reports)
-        return acks, claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+        acks, done = record_results(session, reports)
+        leased = claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+        count_down(session, done)
+        return acks, leased
 
 
-def record_results(session: Session, reports: list[Report]) -> list[ResultAck]:
+def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
     """Record results in a few statements whatever their number; each is acknowledged on its own.
 
-    Tasks are locked in id order and countdown rows in order id order, so concurrent batches cannot deadlock;
-    each order's countdown row is updated once per batch, not once per fruit.
+    Returns the acknowledgements and the fruits done per order, for `count_down` to apply last in the
+    transaction. Tasks are locked in id order, so concurrent batches cannot deadlock.
     """
     now = utcnow()
     ids = sorted({r.id for r in reports})
@@ -208,17 +212,16 @@ def record_results(session: Session, reports: list[Report]) -> list[ResultAck]:
             acks[report.id] = ResultAck(id=report.id, status=TaskStatus.SUCCEEDED)
         else:
             unsuccessful.append(report)
-    if succeeded:
-        succeed(session, succeeded, now)
+    done = succeed(session, succeeded, now) if succeeded else Counter()
     for report in unsuccessful:
         task = session.get(Task, report.id)
         reason = "timeout" if report.outcome == "timed_out" else "error"
         retry_or_fail(session, task, report.error or f"the worker reported: {report.outcome}", now, reason=reason)
         acks[report.id] = ResultAck(id=report.id, status=task.status)
-    return [acks[r.id] for r in reports]
+    return [acks[r.id] for r in reports], done
 
 
-def succeed(session: Session, succeeded: list, now: datetime) -> None:
+def succeed(session: Session, succeeded: list, now: datetime) -> Counter:
     session.connection().execute(SUCCEED, [
         dict(task_id=row.id, task_result=report.result, now=now) for row, report in succeeded
     ])
@@ -226,19 +229,23 @@ def succeed(session: Session, succeeded: list, now: datetime) -> None:
         TASK_EXECUTION.labels(row.fruit).observe(seconds_between(row.claimed_at, now))
         TASK_LATENCY.labels(row.fruit).observe(seconds_between(row.created_at, now))
     TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc(len(succeeded))
-    for order_id, done in sorted(Counter(row.order_id for row, _ in succeeded).items()):
-        count_down(session, order_id, done, now)
+    return Counter(row.order_id for row, _ in succeeded)
 
 
-def count_down(session: Session, order_id: int, done: int, now: datetime) -> None:
-    """`done` more fruits of the order are prepared; the last one completes it in this same transaction."""
-    salad = session.connection().execute(COUNT_DOWN, dict(order=order_id, done=done)).one_or_none()
-    if salad is None or salad.remaining > 0:
-        return
-    preparation_time = seconds_between(salad.ordered_at, now)
-    change_state(session, order_id, now, status=OrderStatus.COMPLETED, finished_at=now,
-                 preparation_time=preparation_time)
-    ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.COMPLETED).inc()
+def count_down(session: Session, done: Counter) -> None:
+    """Count the fruits done off their orders; an order's last one completes it in this same transaction.
+
+    Run it last before the commit: an order's countdown row, which every result of that order updates,
+    stays locked only until then. Orders are taken in id order, so concurrent batches cannot deadlock.
+    """
+    now = utcnow()
+    for order_id, fruits in sorted(done.items()):
+        salad = session.connection().execute(COUNT_DOWN, dict(order=order_id, done=fruits)).one_or_none()
+        if salad is None or salad.remaining > 0:
+            continue
+        change_state(session, order_id, now, status=OrderStatus.COMPLETED, finished_at=now,
+                     preparation_time=seconds_between(salad.ordered_at, now))
+        ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.COMPLETED).inc()
 
 
 def change_state(session: Session, order_id: int, now: datetime, **values) -> None:
