@@ -3,6 +3,7 @@
 import signal
 import time
 
+import httpx
 import psycopg
 
 from tests.helpers import get_order, order, prepared_tasks, wait_final, wait_until
@@ -109,3 +110,28 @@ def test_a_sigtermed_worker_hands_back_what_it_cannot_finish(make_stack, postgre
     stack.add_worker("worker-2", SALAD_TIME_SCALE="0.01")
     final = wait_final(stack, placed["id"], timeout=30)
     assert final["status"] == "completed" and final["tasks"][0]["worker"] == "worker-2"
+
+
+def test_prefetched_tasks_wait_for_a_slot_and_are_handed_back_at_once_on_sigterm(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=1, time_scale=0.5, env=LEASE)  # fruits of 2-10 s
+    stack.add_worker("worker-1", SALAD_PREFETCH="2")
+    placed = order(stack, ["apple", "kiwi", "mango"])
+    leased = wait_until(lambda: len(tasks := running_tasks(stack, placed["id"])) == 3 and tasks, 20,
+                        message="all three leased")
+    assert {t["worker"] for t in leased} == {"worker-1"}
+    busy = httpx.get(f"{stack.master_url}/v1/workers", headers=stack.client_headers, timeout=10).json()
+    assert [w["busy"] for w in busy if w["name"] == "worker-1"] in ([0], [1]), "one slot: one fruit at a time"
+
+    code = stack.stop_service(stack.find("worker-1"))
+
+    assert code == 0
+    tasks = get_order(stack, placed["id"])["tasks"]
+    assert sorted(t["status"] for t in tasks) == ["queued", "queued", "succeeded"], \
+        "the fruit in its slot finished; the two prefetched were handed back"
+    assert all(t["attempts"] == 0 for t in tasks if t["status"] == "queued")
+    stack.add_worker("worker-2", SALAD_TIME_SCALE="0.01")
+    assert wait_final(stack, placed["id"], timeout=30)["status"] == "completed"
+
+
+def running_tasks(stack, order_id: int) -> list[dict]:
+    return [t for t in get_order(stack, order_id)["tasks"] if t["status"] == "running"]

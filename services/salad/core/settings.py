@@ -64,7 +64,7 @@ class MasterSettings(ApiSettings):
     max_attempts: int = Field(3, ge=1)  # leases a task may lose before it fails
     worker_ttl_seconds: float = Field(15.0, gt=0)  # a worker unseen for this long is not live
     max_claim_wait: float = Field(30.0, ge=0)  # longest long-poll a worker may ask for
-    max_tasks_per_claim: int = Field(50, ge=1)
+    max_tasks_per_claim: int = Field(100, ge=1)
     intake_interval: float = Field(0.5, gt=0)  # seconds between polls of Shared for new orders
     reaper_interval: float = Field(1.0, gt=0)  # seconds between scans for expired leases
     outbox_interval: float = Field(0.5, gt=0)  # seconds between deliveries of completions to Shared
@@ -79,6 +79,7 @@ class WorkerSettings(CommonSettings):
     worker_token: SecretStr | None = None  # sent to Master as a bearer token
     worker_name: str = Field(default_factory=socket.gethostname)  # the pod name on Kubernetes
     slots: int = Field(4, ge=1)  # tasks prepared at once
+    prefetch: int = Field(0, ge=0)  # tasks leased ahead of the free slots, for short tasks
     time_scale: float = Field(1.0, ge=0)  # a fruit takes execution_time x time_scale seconds
     claim_wait: float = Field(10.0, ge=0)  # long-poll of one claim request
     grace_seconds: float = Field(30.0, ge=0)  # on SIGTERM, in-flight tasks may finish within this

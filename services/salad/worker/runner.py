@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class Job:
-    """One task being prepared: the fruit's sleep can be aborted."""
+    """One leased task: waiting for a slot (prefetched), then being prepared. Either can be aborted."""
 
     def __init__(self, task: LeasedTask) -> None:
         self.task = task
         self.abort = asyncio.Event()
+        self.started = False  # holds a slot
 
 
 class Worker:
@@ -35,6 +36,8 @@ class Worker:
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
     other result finished meanwhile, in the request that also leases the free slots' next tasks
     (POST /v1/tasks/exchange). When nothing is finished and slots are free, a long-poll asks for tasks.
+    With `prefetch`, that many tasks more are leased ahead and wait (heartbeating) for a slot, so a slot
+    that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     """
 
     def __init__(self, settings: WorkerSettings) -> None:
@@ -43,7 +46,9 @@ class Worker:
         self.master = MasterClient(settings.master_url, settings.worker_name, settings.claim_wait,
                                    settings.retry_max_seconds, token)
         self.stopping = asyncio.Event()
-        self.jobs: dict[asyncio.Task, Job] = {}  # fruits being prepared
+        self.jobs: dict[asyncio.Task, Job] = {}  # leased tasks: prefetched or being prepared
+        self.slots = asyncio.Semaphore(settings.slots)
+        self.preparing = 0
         self.finished: list[Finished] = []  # results not yet sent to Master
         self.news = asyncio.Event()  # a fruit finished or a slot freed
         self.last_contact = 0.0  # monotonic time Master last answered
@@ -55,12 +60,17 @@ class Worker:
 
     @property
     def free_slots(self) -> int:
-        return 0 if self.stopping.is_set() else self.settings.slots - len(self.jobs)
+        """How many tasks to ask for: free slots, plus the prefetch not yet used."""
+        wanted = self.settings.slots + self.settings.prefetch - len(self.jobs)
+        return 0 if self.stopping.is_set() else max(0, wanted)
 
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: no new claims; %d task(s) in flight", len(self.jobs))
             self.stopping.set()
+            for job in self.jobs.values():
+                if not job.started:  # prefetched: handed back now rather than after the grace period
+                    job.abort.set()
 
     async def run(self) -> None:
         WORKER_SLOTS.set(self.settings.slots)
@@ -116,7 +126,6 @@ class Worker:
         for task in leased:
             job = Job(task)
             self.jobs[asyncio.create_task(self.prepare(job))] = job
-        WORKER_BUSY_SLOTS.set(len(self.jobs))
 
     async def report(self, claim_more: bool) -> None:
         """Send every finished result (and, with `claim_more`, lease the free slots' next tasks)."""
@@ -166,23 +175,58 @@ class Worker:
         task = job.task
         heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
         try:
-            seconds = task.execution_time * self.settings.time_scale
-            aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
-            heartbeats.cancel()
-            if aborted:
+            if not await self.take_slot(job):
+                heartbeats.cancel()
                 WORKER_TASKS.labels(await self.hand_back(task)).inc()
-            elif seconds > task.timeout_seconds:
-                log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
-                self.finished.append(Finished(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
-                                                                 f"on worker {self.settings.worker_name}"))
-            else:
-                text = f"{task.id} {task.fruit} prepared in {seconds:g} seconds"
-                self.finished.append(Finished(task, "succeeded", text))
+                return
+            try:
+                await self.prepare_in_slot(job, heartbeats)
+            finally:
+                self.slots.release()
+                self.preparing -= 1
         finally:
             heartbeats.cancel()
             self.jobs.pop(asyncio.current_task(), None)
-            WORKER_BUSY_SLOTS.set(len(self.jobs))
+            WORKER_BUSY_SLOTS.set(self.preparing)
             self.news.set()
+
+    async def take_slot(self, job: Job) -> bool:
+        """Wait for a free slot (a prefetched task); False when the job is aborted first."""
+        if self.slots.locked():
+            acquire = asyncio.ensure_future(self.slots.acquire())
+            aborted = asyncio.ensure_future(job.abort.wait())
+            await asyncio.wait({acquire, aborted}, return_when=asyncio.FIRST_COMPLETED)
+            aborted.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with suppress(asyncio.CancelledError):
+                    await acquire
+            if not acquire.done() or acquire.cancelled():
+                return False
+        else:
+            await self.slots.acquire()
+        if job.abort.is_set():
+            self.slots.release()
+            return False
+        job.started = True
+        self.preparing += 1
+        WORKER_BUSY_SLOTS.set(self.preparing)
+        return True
+
+    async def prepare_in_slot(self, job: Job, heartbeats: asyncio.Task) -> None:
+        task = job.task
+        seconds = task.execution_time * self.settings.time_scale
+        aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
+        heartbeats.cancel()
+        if aborted:
+            WORKER_TASKS.labels(await self.hand_back(task)).inc()
+        elif seconds > task.timeout_seconds:
+            log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
+            self.finished.append(Finished(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
+                                                             f"on worker {self.settings.worker_name}"))
+        else:
+            text = f"{task.id} {task.fruit} prepared in {seconds:g} seconds"
+            self.finished.append(Finished(task, "succeeded", text))
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
         """Prepare the fruit. True when aborted (grace period over, or the lease was lost)."""
@@ -218,7 +262,7 @@ class Worker:
         """Tell Master this worker is alive, with its slots and load."""
         while True:
             try:
-                await self.master.beat(self.settings.slots, len(self.jobs))
+                await self.master.beat(self.settings.slots, self.preparing)
                 self.last_contact = time.monotonic()
             except Exception as exc:
                 log.warning("worker heartbeat failed: %s", exc)
