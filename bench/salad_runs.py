@@ -37,6 +37,7 @@ class Options:
     dispatch_spacing: float = 0.2  # seconds between one-fruit orders
     scaling_workers: tuple[int, ...] = (1, 2, 4, 8, 16)
     scaling_tasks_per_worker: int = 100  # 5 s of ideal work at every worker count
+    scaling_prefetch: int = 1  # SALAD_PREFETCH of the scaling run's workers: next task leased ahead
     salads: int = 20
     random_seed: int = 2024  # execution times of the makespan salads (salad and the seed baseline draw alike)
     history_tasks: int = 1_000_000
@@ -419,6 +420,7 @@ def scaling(infra: Infra, options: Options, log_dir: Path) -> dict:
         "SALAD_EXECUTION_TIME_MIN": "1",
         "SALAD_EXECUTION_TIME_MAX": "1",
         "SALAD_MAX_FRUITS": str(options.fruits_per_order),
+        "SALAD_PREFETCH": str(options.scaling_prefetch),
     }
     counts = sorted(options.scaling_workers)
     by_workers = {}

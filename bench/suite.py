@@ -322,7 +322,8 @@ def figure_list(scenarios: tuple[str, ...], peers: tuple[str, ...], options: Opt
             f += [
                 Figure(
                     f"scaling.{key}.tasks_per_s",
-                    f"scaling, 50 ms tasks, {count} worker(s): throughput",
+                    f"scaling, 50 ms tasks, prefetch {options.scaling_prefetch}, {count} worker(s): "
+                    "throughput",
                     "tasks/s",
                     "",
                     dig("scaling", key, "tasks_per_s"),
