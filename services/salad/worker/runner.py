@@ -125,6 +125,8 @@ class Worker:
     def start(self, leased: list[LeasedTask]) -> None:
         for task in leased:
             job = Job(task)
+            if self.stopping.is_set():  # leased by a request sent before the stop: handed back at once
+                job.abort.set()
             self.jobs[asyncio.create_task(self.prepare(job))] = job
 
     async def report(self, claim_more: bool) -> None:
