@@ -9,14 +9,14 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package `chromium`
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FAST = {"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
-# Fruits of 4-8 s x 0.2: a fruit runs at least 0.8 s, longer than the stream's 0.5 s between looks at the
-# database, so every state a fruit goes through reaches the page.
-STEADY = {**FAST, "SALAD_EXECUTION_TIME_MIN": "4", "SALAD_EXECUTION_TIME_MAX": "8"}
+# Fruits of 5-8 s x 0.2: a fruit runs at least 1 s, twice the stream's 0.5 s between looks at the database,
+# so every state a fruit goes through reaches the page.
+STEADY = {**FAST, "SALAD_EXECUTION_TIME_MIN": "5", "SALAD_EXECUTION_TIME_MAX": "8"}
 
 
 @pytest.fixture
 def stack(make_stack, postgres_url):
-    """Shared, Master and two workers of two slots on a fresh PostgreSQL database; fruits take 0.8-1.6 s."""
+    """Shared, Master and two workers of two slots on a fresh PostgreSQL database; fruits take 1-1.6 s."""
     return make_stack(postgres_url, workers=2, slots=2, time_scale=0.2, env=STEADY)
 
 

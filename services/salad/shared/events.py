@@ -24,6 +24,9 @@ from salad.core.web import errors
 from salad.shared.dashboard import Dashboard, Snapshot, read_dashboard
 
 SNAPSHOT_INTERVAL = 0.5  # seconds between looks at the database, per process
+# A stream waking every SNAPSHOT_INTERVAL must find the shared read older than the cache's limit, or it would
+# send a snapshot up to twice the interval old; so the cache keeps a read a little less long.
+CACHE_MAX_AGE = SNAPSHOT_INTERVAL * 0.8
 HEARTBEAT_SECONDS = 15  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 1000  # the client reconnects this long after the stream ends or breaks
 
@@ -50,7 +53,7 @@ router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(client_t
 class SnapshotCache:
     """The latest snapshot, read at most once per `max_age` seconds however many streams ask."""
 
-    def __init__(self, engine, max_age: float = SNAPSHOT_INTERVAL) -> None:
+    def __init__(self, engine, max_age: float = CACHE_MAX_AGE) -> None:
         self.engine = engine
         self.max_age = max_age
         self.lock = asyncio.Lock()
