@@ -100,6 +100,17 @@ def test_an_exchange_without_results_long_polls_like_a_claim(stack, master):
     assert refused.status_code == 422 and "lease_id" in refused.json()["message"]
 
 
+def test_a_long_poll_its_worker_left_leases_nothing(stack, master):
+    with pytest.raises(httpx.ReadTimeout):  # a worker stopping cancels its long-poll
+        master.post("/v1/tasks/claim", json={"worker": "gone", "max_tasks": 1, "wait": 20}, timeout=0.5)
+    placed = order(stack, ["apple"])
+
+    time.sleep(1.5)  # Master's intake splits the order and wakes every waiting claim at once
+    task = get_order(stack, placed["id"])["tasks"][0]
+    assert (task["status"], task["attempts"]) == ("queued", 0), "nothing leased to the worker that left"
+    assert [t["order_id"] for t in claim(master)] == [placed["id"]], "a worker still waiting gets it"
+
+
 def test_results_are_idempotent_and_stale_leases_get_409(stack, master):
     order(stack, ["apple"])
     task = claim(master)[0]

@@ -76,9 +76,11 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
                                            settings.lease_seconds, settings.task_timeout_seconds)
     while not leased and max_tasks:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or await request.is_disconnected():
+        if remaining <= 0:
             break
         await signal.wait(remaining)
+        if await request.is_disconnected():  # the worker gave up waiting (it is stopping): lease it nothing
+            break
         leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
                                          settings.task_timeout_seconds)
     return acks, leased
