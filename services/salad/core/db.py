@@ -57,8 +57,8 @@ def snapshot(engine: Engine) -> Iterator[Session]:
     """A read-only unit of work whose statements all see the same moment, so the parts of one answer agree.
 
     PostgreSQL reads each statement of a READ COMMITTED transaction afresh, so a page read in several queries
-    could show a salad both open and completed; REPEATABLE READ gives one snapshot. SQLite's WAL already
-    serialises the one machine's writers and is left as it is.
+    could show a salad both open and completed; REPEATABLE READ gives one snapshot. On SQLite (the embedded
+    default, one machine) the statements still read one at a time.
     """
     with Session(engine, expire_on_commit=False) as session:
         with session.begin():
