@@ -60,11 +60,10 @@ def snapshot(engine: Engine) -> Iterator[Session]:
     could show a salad both open and completed; REPEATABLE READ gives one snapshot. On SQLite (the embedded
     default, one machine) the statements still read one at a time.
     """
-    with Session(engine, expire_on_commit=False) as session:
-        with session.begin():
-            if not is_sqlite(engine):
-                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            yield session
+    with transaction(engine) as session:
+        if not is_sqlite(engine):  # set before the first statement, for this transaction only
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
 
 
 def ping(engine: Engine) -> bool:

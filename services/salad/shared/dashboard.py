@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from salad.core.db import snapshot, utcnow
 from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
-from salad.shared.orders import COUNT_OF_TASK_STATUS
+from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states
 from salad.shared.schemas import FruitCounts
 
 OPEN_LIMIT = 50  # open orders shown, oldest first; `open_total` counts them all
@@ -98,11 +98,9 @@ def open_orders(session) -> tuple[list[OpenOrder], int]:
     views = []
     for order in orders:
         fruits = fruit_views(order, tasks[order.id])
-        counts = FruitCounts()
-        for fruit in fruits:
-            setattr(counts, fruit.state, getattr(counts, fruit.state) + 1)
         views.append(OpenOrder(id=order.id, status=order.status, priority=order.priority,
-                               created_at=order.created_at, counts=counts, fruits=fruits))
+                               created_at=order.created_at, counts=count_states(f.state for f in fruits),
+                               fruits=fruits))
     return views, total
 
 

@@ -2,7 +2,8 @@
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -69,6 +70,11 @@ def task_counts(session, order_ids: list[int]) -> dict[int, FruitCounts]:
     return counts
 
 
+def count_states(states: Iterable[str]) -> FruitCounts:
+    """Fruits per state, from each fruit's state as counted: queued, running, done or failed."""
+    return FruitCounts(**Counter(states))
+
+
 def counts_without_tasks(order: Order) -> FruitCounts:
     """An order with no task rows: not split by a Master yet, or finished and its tasks pruned (retention)."""
     if order.status == OrderStatus.COMPLETED:
@@ -112,11 +118,7 @@ def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderP
         return to_public(order, None) if order.status in FINAL else as_placed(order)
     fruits = [FruitState(position=r.position, fruit=r.fruit, status=r.status, worker=r.worker,
                          attempts=r.attempts) for r in rows]
-    counts = FruitCounts()
-    for fruit in fruits:
-        name = COUNT_OF_TASK_STATUS[fruit.status]
-        setattr(counts, name, getattr(counts, name) + 1)
-    return to_public(order, counts, fruits)
+    return to_public(order, count_states(COUNT_OF_TASK_STATUS[f.status] for f in fruits), fruits)
 
 
 def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
