@@ -7,6 +7,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from salad.core.auth import bearer_header
+
 POLL_INTERVAL = 0.25  # seconds between status reads while following an order
 FINAL = ("completed", "failed")
 
@@ -16,7 +18,7 @@ class ServiceError(Exception):
 
 
 def call(method: str, url: str, token: str | None, headers: dict | None = None, **kwargs) -> httpx.Response:
-    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+    headers = {**(headers or {}), **bearer_header(token)}
     try:
         response = httpx.request(method, url, timeout=15, headers=headers, **kwargs)
     except httpx.HTTPError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from salad.core.auth import bearer_header
 from salad.core.migrate import upgrade
 
 START_TIMEOUT = 30.0  # seconds for every service to answer /readyz
@@ -60,7 +61,7 @@ class LocalStack:
     @property
     def client_headers(self) -> dict[str, str]:
         """What a client of the public API sends."""
-        return {"Authorization": f"Bearer {self.client_token}"}
+        return bearer_header(self.client_token)
 
     @property
     def shared_url(self) -> str:

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from salad.cli import client
 from salad.cli.common import SharedUrl, Token, default_token, fail
+from salad.core.auth import bearer_header
 
 READ_TIMEOUT = 35.0  # seconds without a byte (Shared sends a heartbeat every 15 s) before reconnecting
 RETRY_SECONDS = 1.0  # before reconnecting, unless the stream says otherwise (`retry:`)
@@ -60,7 +61,7 @@ def parse_events(lines: Iterator[str]) -> Iterator[Event]:
 def snapshots(shared_url: str, token: str | None) -> Iterator[dict | str]:
     """Dashboards as they change, forever; a reason when the stream breaks (then it reconnects, as EventSource
     does)."""
-    headers = {"Accept": "text/event-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
+    headers = {"Accept": "text/event-stream", **bearer_header(token)}
     retry = RETRY_SECONDS
     while True:
         try:

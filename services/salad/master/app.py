@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
-from salad.core.auth import Tokens
+from salad.core.auth import Tokens, bearer_header
 from salad.core.db import is_sqlite, make_engine, ping
 from salad.core.loops import every, retention
 from salad.core.settings import master_settings
@@ -43,10 +43,6 @@ class QueueCollector:
             ("salad_workers_live", "Workers seen within the worker TTL.", stats.live_workers),
         ):
             yield GaugeMetricFamily(name, help_text, value=value)
-
-
-def bearer_header(token) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
 
 
 def build_app() -> FastAPI:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from salad.core.auth import bearer_header
 from salad.master.schemas import LeasedTask
 
 RETRY_FIRST_DELAY = 0.2  # seconds; doubles up to RETRY_MAX_DELAY
@@ -26,8 +27,8 @@ class MasterClient:
         self.worker = worker
         self.claim_wait = claim_wait
         self.retry_max_seconds = retry_max_seconds
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(claim_wait + 10.0), headers=headers)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(claim_wait + 10.0),
+                                      headers=bearer_header(token))
 
     async def aclose(self) -> None:
         await self.http.aclose()
