@@ -2,8 +2,10 @@
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
 from tests.helpers import get_order, order, wait_final, wait_until
@@ -91,6 +93,52 @@ def test_an_exchange_records_a_batch_of_results_each_on_its_own_and_leases_more(
     assert [a["status"] for a in last["results"]] == ["succeeded"] * 3 and last["tasks"] == []
     final = wait_final(stack, placed["id"], timeout=10)
     assert final["status"] == "completed" and final["counts"]["done"] == 4
+
+
+def completions(stack, order_id: int) -> list[tuple]:
+    """The state reports Master queued for an order: (version, status)."""
+    with psycopg.connect(stack.database_url) as conn:
+        return conn.execute("SELECT version, status FROM outbox WHERE order_id = %s ORDER BY version",
+                            (order_id,)).fetchall()
+
+
+def test_an_orders_results_recorded_at_the_same_time_complete_it_exactly_once(stack, master):
+    placed = order(stack, ["apple", "banana", "kiwi", "mango"] * 10)
+    tasks = claim(master, max_tasks=40)
+
+    def succeed(task: dict) -> int:
+        return master.post(f"/v1/tasks/{task['id']}/result",
+                           json={"lease_id": task["lease_id"], "result": "ok"}).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(succeed, tasks))
+
+    assert len(tasks) == 40 and statuses == [200] * 40
+    final = wait_final(stack, placed["id"], timeout=10)
+    assert final["status"] == "completed" and final["counts"]["done"] == 40
+    assert completions(stack, placed["id"]) == [(1, "completed")]
+
+
+def test_fruits_finished_after_their_order_failed_count_when_it_resumes(stack, master):
+    placed = order(stack, ["durian", "apple", "kiwi"])
+    durian, *others = claim(master, max_tasks=3)
+    for attempt in (1, 2):  # SALAD_MAX_ATTEMPTS=2: the second failure fails the order
+        master.post(f"/v1/tasks/{durian['id']}/result",
+                    json={"lease_id": durian["lease_id"], "outcome": "failed", "error": "knife broke"})
+        if attempt == 1:
+            [durian] = claim(master)
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "failed", 20, message="order failed")
+    for task in others:  # were being prepared when the order failed
+        response = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": task["lease_id"], "result": "ok"})
+        assert response.json()["status"] == "succeeded"
+
+    master.post(f"/v1/orders/{placed['id']}/requeue", headers=stack.client_headers).raise_for_status()
+    [durian] = claim(master)
+    master.post(f"/v1/tasks/{durian['id']}/result", json={"lease_id": durian["lease_id"], "result": "ok"})
+
+    final = wait_final(stack, placed["id"], timeout=20)
+    assert final["status"] == "completed" and final["counts"]["done"] == 3
+    assert completions(stack, placed["id"]) == [(1, "failed"), (2, "in_progress"), (3, "completed")]
 
 
 def test_an_exchange_without_results_long_polls_like_a_claim(stack, master):
