@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -95,6 +95,7 @@ class Finished:
     task: LeasedTask
     outcome: str
     text: str
+    at: float = field(default_factory=time.monotonic)  # when it finished
 
     def report(self) -> dict:
         return {"id": self.task.id, "lease_id": self.task.lease_id, "outcome": self.outcome,
