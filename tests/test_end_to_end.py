@@ -133,5 +133,19 @@ def test_prefetched_tasks_wait_for_a_slot_and_are_handed_back_at_once_on_sigterm
     assert wait_final(stack, placed["id"], timeout=30)["status"] == "completed"
 
 
+def test_a_prefetching_worker_reports_the_results_of_its_short_tasks_together(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=1, time_scale=0.01, env=FAST)  # fruits of 40-200 ms
+    stack.add_worker("worker-1", SALAD_PREFETCH="3")
+    placed = order(stack, ["apple", "kiwi", "mango", "banana"])
+
+    assert wait_final(stack, placed["id"], timeout=30)["status"] == "completed"
+    with psycopg.connect(postgres_url) as conn:
+        batches = conn.execute("SELECT finished_at, count(*) FROM tasks WHERE order_id = %s GROUP BY 1 ORDER BY 1",
+                               (placed["id"],)).fetchall()
+    # All four leased at once; three results wait while a prefetched task is left to start, then go in one
+    # exchange (one transaction, one finished_at); the last goes alone.
+    assert [count for _, count in batches] == [3, 1]
+
+
 def running_tasks(stack, order_id: int) -> list[dict]:
     return [t for t in get_order(stack, order_id)["tasks"] if t["status"] == "running"]
