@@ -267,6 +267,7 @@ HISTORY_ROWS = {
         {
             "order_id": "o",
             "total": "%(per_order)s",
+            "remaining": "0",
             "status": "'completed'",
             "ordered_at": ORDER_TIME,
             "finished_at": ORDER_TIME + " + interval '1 s'",

@@ -1,4 +1,4 @@
-"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `countdowns`, `outbox` and `workers`.
+"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox` and `workers`.
 
 Both services use one database and one migration history, but neither writes the other's tables:
 they talk over REST, as in the seed.
@@ -89,7 +89,7 @@ class Task(SQLModel, table=True):
 
 
 class Salad(SQLModel, table=True):
-    """Master's record of an order it split; its row lock decides the order's completion (see Countdown)."""
+    """Master's record of an order it split: counts down to completion under a row lock."""
 
     __tablename__ = "salads"
     __table_args__ = (
@@ -99,6 +99,7 @@ class Salad(SQLModel, table=True):
 
     order_id: int = Field(primary_key=True)
     total: int
+    remaining: int
     status: str = Field(default=OrderStatus.IN_PROGRESS, max_length=16)
     ordered_at: datetime  # the order's creation at Shared: completion time counts from here
     finished_at: datetime | None = None
@@ -106,17 +107,6 @@ class Salad(SQLModel, table=True):
     failure_reason: str | None = None
     version: int = 0  # counts state changes (completed, failed, resumed) reported to Shared
     seed_collected: bool = False  # handed out by the seed route GET /send_command
-
-
-class Countdown(SQLModel, table=True):
-    """An order's fruits not yet prepared, counted on a few rows (shards: a task's position modulo their
-    number) so that results of one order recorded at the same time do not all wait on one row lock."""
-
-    __tablename__ = "countdowns"
-
-    order_id: int = Field(primary_key=True)
-    shard: int = Field(primary_key=True)
-    remaining: int
 
 
 class Outbox(SQLModel, table=True):

@@ -1,15 +1,14 @@
 """The task life cycle in the database: split, claim, heartbeat, result, release, reap.
 
 Every function is one transaction and safe with any number of Master replicas: claims and scans take
-rows with FOR UPDATE SKIP LOCKED (PostgreSQL); an order's results count down on its shard rows, and the
-salads row's lock decides, once, that its last fruit is done.
+rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row serialises its last results.
 """
 
 from collections import Counter
 from datetime import datetime, timedelta
 from uuid import uuid4
 
-from sqlalchemy import bindparam, delete, func, insert, select, true, update
+from sqlalchemy import bindparam, delete, insert, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -24,20 +23,17 @@ from salad.core.metrics import (
     TASK_RETRIES,
     TASKS_FINISHED,
 )
-from salad.core.models import Countdown, OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
+from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
 
 REAP_BATCH = 100
-# Rows an order's countdown is spread over: results of different shards do not wait for each other's
-# commit. A task counts on shard `position % COUNTDOWN_SHARDS`; changing it needs a migration (see 0003).
-COUNTDOWN_SHARDS = 16
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 CANCELLED = "cancelled: its order failed"  # the error of queued fruits dropped with their order
 
 
 # The hot path's statements, built once and run on the session's Core connection: building a statement and
 # the ORM's execution layer cost more CPU than PostgreSQL spends running it.
-tasks_table, salads_table, countdowns_table = Task.__table__, Salad.__table__, Countdown.__table__
+tasks_table, salads_table = Task.__table__, Salad.__table__
 CLAIMABLE = (
     select(tasks_table.c.id)
     .where(tasks_table.c.status == TaskStatus.QUEUED)
@@ -55,8 +51,8 @@ CLAIM = (
                tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority)
 )
 LOCK_REPORTED = (
-    select(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.position, tasks_table.c.fruit,
-           tasks_table.c.status, tasks_table.c.lease_id, tasks_table.c.claimed_at, tasks_table.c.created_at)
+    select(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.status,
+           tasks_table.c.lease_id, tasks_table.c.claimed_at, tasks_table.c.created_at)
     .where(tasks_table.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(tasks_table.c.id).with_for_update()
 )
@@ -65,17 +61,11 @@ SUCCEED = (
     .values(status=TaskStatus.SUCCEEDED, result=bindparam("task_result"), finished_at=bindparam("now"),
             lease_expires_at=None)
 )
-COUNT_DOWN = (
-    update(countdowns_table)
-    .where(countdowns_table.c.order_id == bindparam("order"), countdowns_table.c.shard == bindparam("shard_no"))
-    .values(remaining=countdowns_table.c.remaining - bindparam("done"))
-    .returning(countdowns_table.c.remaining)
+COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it, still counting right
+    update(salads_table).where(salads_table.c.order_id == bindparam("order"))
+    .values(remaining=salads_table.c.remaining - bindparam("done"))
+    .returning(salads_table.c.remaining, salads_table.c.ordered_at, salads_table.c.status)
 )
-LOCK_SALAD = (
-    select(salads_table.c.status, salads_table.c.ordered_at)
-    .where(salads_table.c.order_id == bindparam("order")).with_for_update()
-)
-REMAINING = select(func.sum(countdowns_table.c.remaining)).where(countdowns_table.c.order_id == bindparam("order"))
 
 
 class TaskNotFound(Exception):
@@ -98,9 +88,8 @@ def notify_queued(session: Session) -> None:
 # --- Splitting orders ----------------------------------------------------------------------------
 def split_order(engine: Engine, order_id: int, fruits: list[str], execution_times: list[int], priority: int,
                 ordered_at: datetime, max_attempts: int) -> bool:
-    """Create an order's tasks and its countdown rows. False when they already exist (a retried intake)."""
+    """Create an order's tasks and its countdown row. False when they already exist (a retried intake)."""
     now = utcnow()
-    shards = Counter(i % COUNTDOWN_SHARDS for i in range(len(fruits)))
     rows = [
         dict(order_id=order_id, position=i, fruit=fruit, execution_time=seconds, priority=priority,
              status=TaskStatus.QUEUED, attempts=0, max_attempts=max_attempts, created_at=now, queued_at=now)
@@ -110,11 +99,8 @@ def split_order(engine: Engine, order_id: int, fruits: list[str], execution_time
         with transaction(engine) as session:
             connection = session.connection()
             connection.execute(insert(salads_table).values(
-                order_id=order_id, total=len(rows), status=OrderStatus.IN_PROGRESS, ordered_at=ordered_at,
-                version=0, seed_collected=False))
-            connection.execute(insert(countdowns_table), [
-                dict(order_id=order_id, shard=shard, remaining=count) for shard, count in sorted(shards.items())
-            ])
+                order_id=order_id, total=len(rows), remaining=len(rows), status=OrderStatus.IN_PROGRESS,
+                ordered_at=ordered_at, version=0, seed_collected=False))
             connection.execute(insert(tasks_table), rows)
             notify_queued(session)
     except IntegrityError:
@@ -201,8 +187,8 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
 def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
     """Record results in a few statements whatever their number; each is acknowledged on its own.
 
-    Returns the acknowledgements and the fruits done per countdown shard, for `count_down` to apply last
-    in the transaction. Tasks are locked in id order, so concurrent batches cannot deadlock.
+    Returns the acknowledgements and the fruits done per order, for `count_down` to apply last in the
+    transaction. Tasks are locked in id order, so concurrent batches cannot deadlock.
     """
     now = utcnow()
     ids = sorted({r.id for r in reports})
@@ -242,28 +228,19 @@ def succeed(session: Session, succeeded: list, now: datetime) -> Counter:
         TASK_EXECUTION.labels(row.fruit).observe(seconds_between(row.claimed_at, now))
         TASK_LATENCY.labels(row.fruit).observe(seconds_between(row.created_at, now))
     TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc(len(succeeded))
-    return Counter((row.order_id, row.position % COUNTDOWN_SHARDS) for row, _ in succeeded)
+    return Counter(row.order_id for row, _ in succeeded)
 
 
 def count_down(session: Session, done: Counter) -> None:
-    """Count the fruits done off their shards; an order's last one completes it in this same transaction.
+    """Count the fruits done off their orders; an order's last one completes it in this same transaction.
 
-    A shard row stays locked until the commit, so this runs last. When a shard reaches zero, the order's
-    salads row is locked and all its shards summed: of two transactions emptying an order's last two
-    shards, the second to get that lock reads the first's committed zero, so exactly one completes it.
-    Locks are taken in (order, shard) then order id order, so concurrent batches cannot deadlock.
+    Run it last before the commit: an order's countdown row, which every result of that order updates,
+    stays locked only until then. Orders are taken in id order, so concurrent batches cannot deadlock.
     """
-    connection = session.connection()
-    emptied = sorted({
-        order_id for (order_id, shard), fruits in sorted(done.items())
-        if connection.execute(COUNT_DOWN, dict(order=order_id, shard_no=shard, done=fruits)).scalar_one_or_none() == 0
-    })
     now = utcnow()
-    for order_id in emptied:
-        salad = connection.execute(LOCK_SALAD, dict(order=order_id)).one_or_none()
-        if salad is None or salad.status != OrderStatus.IN_PROGRESS:
-            continue  # failed meanwhile: a requeue resumes it, and its next result here completes it
-        if connection.execute(REMAINING, dict(order=order_id)).scalar_one() > 0:
+    for order_id, fruits in sorted(done.items()):
+        salad = session.connection().execute(COUNT_DOWN, dict(order=order_id, done=fruits)).one_or_none()
+        if salad is None or salad.remaining > 0 or salad.status != OrderStatus.IN_PROGRESS:
             continue
         change_state(session, order_id, now, status=OrderStatus.COMPLETED, finished_at=now,
                      preparation_time=seconds_between(salad.ordered_at, now))
@@ -390,6 +367,6 @@ def prune_finished(engine: Engine, older_than: datetime, batch: int) -> int:
             .order_by(Salad.finished_at).limit(batch).with_for_update(skip_locked=True)
         ))
         if order_ids:
-            for model in (TaskFailure, Task, Countdown, Outbox, Salad):
+            for model in (TaskFailure, Task, Outbox, Salad):
                 session.execute(delete(model).where(model.order_id.in_(order_ids)))
     return len(order_ids)
