@@ -65,7 +65,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scaling-tasks-per-worker", type=int, help="50 ms tasks per worker (100)")
     parser.add_argument(
-        "--scaling-prefetch", type=int, help="SALAD_PREFETCH of the scaling run's workers (1; 0 for none)"
+        "--scaling-prefetch", type=int, help="SALAD_PREFETCH of the scaling run's workers (6; 0 for none)"
     )
     parser.add_argument("--salads", type=int, help="salads in the makespan run (20)")
     parser.add_argument(

@@ -37,7 +37,7 @@ class Options:
     dispatch_spacing: float = 0.2  # seconds between one-fruit orders
     scaling_workers: tuple[int, ...] = (1, 2, 4, 8, 16)
     scaling_tasks_per_worker: int = 100  # 5 s of ideal work at every worker count
-    scaling_prefetch: int = 1  # SALAD_PREFETCH of the scaling run's workers: next task leased ahead
+    scaling_prefetch: int = 6  # SALAD_PREFETCH of the scaling run's workers: tasks leased ahead, results batched
     salads: int = 20
     random_seed: int = 2024  # execution times of the makespan salads (salad and the seed baseline draw alike)
     history_tasks: int = 1_000_000
