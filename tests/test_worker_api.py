@@ -133,6 +133,7 @@ def test_fruits_finished_after_their_order_failed_count_when_it_resumes(stack, m
         assert response.json()["status"] == "succeeded"
 
     master.post(f"/v1/orders/{placed['id']}/requeue", headers=stack.client_headers).raise_for_status()
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "in_progress", 20, message="order resumed")
     [durian] = claim(master)
     master.post(f"/v1/tasks/{durian['id']}/result", json={"lease_id": durian["lease_id"], "result": "ok"})
 
