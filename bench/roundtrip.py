@@ -1,6 +1,6 @@
 """Where one task's round trip goes: a worker's exchange (a result in, the next task out) timed over HTTP
 and, without HTTP, the same transaction called in-process; 50 ms apart, as a busy single-slot worker sends
-them.
+them. Also the CPU time Master's process spends per exchange, and per `/healthz` for scale.
 
     .venv/bin/python -m bench.roundtrip      # prints medians and 90th percentiles, in ms
 """
@@ -17,9 +17,9 @@ from salad.core.db import make_engine
 from salad.master import tasks
 from salad.master.schemas import Report
 
-from bench.infra import Infra, salad_stack
+from bench.infra import Infra, cpu_seconds, salad_stack, service_pids
 
-CALLS = 80
+CALLS = 200
 GAP = 0.05  # seconds between calls: a 50 ms task
 NO_OP = {"SALAD_EXECUTION_TIME_MIN": "1", "SALAD_EXECUTION_TIME_MAX": "1", "SALAD_MAX_FRUITS": "100"}
 
@@ -30,12 +30,14 @@ def summary(label: str, millis: list[float]) -> None:
     print(f"{label}: median {statistics.median(ordered):.2f} ms, p90 {p90:.2f} ms")
 
 
-async def over_http(master_url: str, token: str) -> list[float]:
+async def over_http(master_url: str, token: str, master_pid: int) -> tuple[list[float], float, float]:
+    """Round trips in ms; Master's CPU ms per exchange and per /healthz."""
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=master_url, headers=headers) as client:
         first = await client.post("/v1/tasks/exchange", json={"worker": "w", "max_tasks": 1})
         task = first.json()["tasks"][0]
         took = []
+        cpu_before = cpu_seconds(master_pid)
         for _ in range(CALLS):
             await asyncio.sleep(GAP)
             result = {"id": task["id"], "lease_id": task["lease_id"], "outcome": "succeeded", "result": "ok"}
@@ -44,7 +46,12 @@ async def over_http(master_url: str, token: str) -> list[float]:
                                        json={"worker": "w", "max_tasks": 1, "results": [result]})
             took.append((time.perf_counter() - started) * 1000)
             task = answer.json()["tasks"][0]
-        return took
+        exchange_cpu = (cpu_seconds(master_pid) - cpu_before) * 1000 / CALLS
+        cpu_before = cpu_seconds(master_pid)
+        for _ in range(CALLS):
+            await asyncio.sleep(GAP)
+            await client.get("/healthz")
+        return took, exchange_cpu, (cpu_seconds(master_pid) - cpu_before) * 1000 / CALLS
 
 
 def in_process(database_url: str) -> list[float]:
@@ -69,15 +76,18 @@ def main() -> None:
         try:
             url = infra.fresh_database("roundtrip")
             with salad_stack(url, 0, 1, 0.0, NO_OP, Path(folder) / "logs") as stack:
-                httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"] * 100},
-                           headers=stack.client_headers).raise_for_status()
+                for _ in range(CALLS // 100 + 1):  # orders of 100 fruits (SALAD_MAX_FRUITS)
+                    httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"] * 100},
+                               headers=stack.client_headers).raise_for_status()
                 time.sleep(1.0)  # Master splits the order
-                http = asyncio.run(over_http(stack.master_url, stack.tokens["worker"]))
+                http, exchange_cpu, healthz_cpu = asyncio.run(
+                    over_http(stack.master_url, stack.tokens["worker"], service_pids(stack)["master"]))
             direct = in_process(infra.fresh_database("roundtrip_direct"))
         finally:
             infra.stop()
     summary("exchange over HTTP (the worker's view)", http)
     summary("the same transaction in-process", direct)
+    print(f"Master's CPU per exchange over HTTP: {exchange_cpu:.2f} ms (per /healthz: {healthz_cpu:.2f} ms)")
 
 if __name__ == "__main__":
     main()
