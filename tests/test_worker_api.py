@@ -121,12 +121,12 @@ def test_an_orders_results_recorded_at_the_same_time_complete_it_exactly_once(st
 
 def test_fruits_finished_after_their_order_failed_count_when_it_resumes(stack, master):
     placed = order(stack, ["durian", "apple", "kiwi"])
-    durian, *others = claim(master, max_tasks=3)
+    clumsy, *others = claim(master, max_tasks=3)  # the first to fail
     for attempt in (1, 2):  # SALAD_MAX_ATTEMPTS=2: the second failure fails the order
-        master.post(f"/v1/tasks/{durian['id']}/result",
-                    json={"lease_id": durian["lease_id"], "outcome": "failed", "error": "knife broke"})
+        master.post(f"/v1/tasks/{clumsy['id']}/result",
+                    json={"lease_id": clumsy["lease_id"], "outcome": "failed", "error": "knife broke"})
         if attempt == 1:
-            [durian] = claim(master)
+            [clumsy] = claim(master)
     wait_until(lambda: get_order(stack, placed["id"])["status"] == "failed", 20, message="order failed")
     for task in others:  # were being prepared when the order failed
         response = master.post(f"/v1/tasks/{task['id']}/result", json={"lease_id": task["lease_id"], "result": "ok"})
@@ -134,8 +134,8 @@ def test_fruits_finished_after_their_order_failed_count_when_it_resumes(stack, m
 
     master.post(f"/v1/orders/{placed['id']}/requeue", headers=stack.client_headers).raise_for_status()
     wait_until(lambda: get_order(stack, placed["id"])["status"] == "in_progress", 20, message="order resumed")
-    [durian] = claim(master)
-    master.post(f"/v1/tasks/{durian['id']}/result", json={"lease_id": durian["lease_id"], "result": "ok"})
+    [clumsy] = claim(master)
+    master.post(f"/v1/tasks/{clumsy['id']}/result", json={"lease_id": clumsy["lease_id"], "result": "ok"})
 
     final = wait_final(stack, placed["id"], timeout=20)
     assert final["status"] == "completed" and final["counts"]["done"] == 3
