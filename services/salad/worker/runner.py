@@ -224,7 +224,8 @@ class Worker:
         job.started = True
         self.preparing += 1
         WORKER_BUSY_SLOTS.set(self.preparing)
-        self.news.set()  # held results may be due: the last prefetched task may have started
+        if self.finished:  # held results may be due: this may have been the last prefetched task
+            self.news.set()
         return True
 
     async def prepare_in_slot(self, job: Job, heartbeats: asyncio.Task) -> None:
