@@ -89,5 +89,6 @@ def main() -> None:
     summary("the same transaction in-process", direct)
     print(f"Master's CPU per exchange over HTTP: {exchange_cpu:.2f} ms (per /healthz: {healthz_cpu:.2f} ms)")
 
+
 if __name__ == "__main__":
     main()

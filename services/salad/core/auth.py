@@ -17,12 +17,12 @@ from pydantic import SecretStr
 log = logging.getLogger(__name__)
 
 
-
 def bearer_header(token: str | SecretStr | None) -> dict[str, str]:
     """The Authorization header a caller sends with `token`; none without one (authentication off)."""
     if isinstance(token, SecretStr):
         token = token.get_secret_value()
     return {"Authorization": f"Bearer {token}"} if token else {}
+
 
 class Role(StrEnum):
     CLIENT = "client"
