@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 from salad.cli.stack import LocalStack, free_port
+from salad.core.db import libpq_url
 from salad.core.migrate import upgrade
 
 from tests.postgres import PostgresCluster, create_database
@@ -26,11 +27,6 @@ PG_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "o
 TEMPLATE = "bench_template"  # migrated once; every run gets a copy
 PROCESS_STOP_TIMEOUT = 20.0  # seconds a peer process gets after SIGTERM
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def plain_url(url: str) -> str:
-    """A libpq URL (psycopg.connect) from either form."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @dataclass
@@ -185,7 +181,7 @@ def salad_stack(
 ) -> Iterator[LocalStack]:
     """Shared, Master and `workers` worker processes on `database_url`; stopped on exit."""
     stack = LocalStack(
-        plain_url(database_url), workers=workers, slots=slots, time_scale=time_scale, env=env, log_dir=log_dir
+        libpq_url(database_url), workers=workers, slots=slots, time_scale=time_scale, env=env, log_dir=log_dir
     )
     with stack:
         yield stack

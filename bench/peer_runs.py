@@ -6,7 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from bench.infra import PEERS_DIR, Infra, plain_url, python_for_peers, stop_process
+from salad.core.db import libpq_url
+
+from bench.infra import PEERS_DIR, Infra, python_for_peers, stop_process
 
 PEERS = ("celery", "procrastinate", "pgqueuer")
 PGQUEUER_BATCH = 10  # jobs per dequeue: PgQueuer's default
@@ -69,7 +71,7 @@ def commands(peer: str, infra: Infra, workers: int, slots: int, log: Path) -> tu
         ]
         return env, worker, [python, "celery_peer.py"]
     if peer == "pgqueuer":
-        dsn = plain_url(infra.empty_database("pgqueuer"))
+        dsn = libpq_url(infra.empty_database("pgqueuer"))
         run([python, "pgqueuer_peer.py", "install", dsn], {}, log, 120)
         return (
             {},
@@ -77,7 +79,7 @@ def commands(peer: str, infra: Infra, workers: int, slots: int, log: Path) -> tu
             [python, "pgqueuer_peer.py", dsn],
         )
     if peer == "procrastinate":
-        env = {"BENCH_DSN": plain_url(infra.empty_database("procrastinate"))}
+        env = {"BENCH_DSN": libpq_url(infra.empty_database("procrastinate"))}
         run([python, "procrastinate_peer.py", "install"], env, log, 120)
         return (
             env,

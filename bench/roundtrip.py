@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from salad.core.db import make_engine
+from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
 from salad.master.schemas import Report
 
@@ -55,7 +55,7 @@ async def over_http(master_url: str, token: str, master_pid: int) -> tuple[list[
 
 
 def in_process(database_url: str) -> list[float]:
-    engine = make_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = make_engine(sqlalchemy_url(database_url))
     tasks.split_order(engine, 10**6, ["apple"] * CALLS * 2, [1] * CALLS * 2, 0, datetime.now(UTC), 3)
     task = tasks.claim(engine, "w", 1, 30, 60)[0]
     took = []

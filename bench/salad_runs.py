@@ -15,8 +15,9 @@ from typing import Self
 
 import httpx
 import psycopg
+from salad.core.db import libpq_url
 
-from bench.infra import CpuMeter, Infra, peak_rss_mib, plain_url, salad_stack, service_pids
+from bench.infra import CpuMeter, Infra, peak_rss_mib, salad_stack, service_pids
 from bench.schedule import lower_bound, optimum
 
 FRUITS = ("apple", "banana", "cherry", "kiwi", "mango", "orange", "pear", "plum")
@@ -125,7 +126,7 @@ class WaitSampler:
     INTERVAL = 0.1  # seconds
 
     def __init__(self, database_url: str) -> None:
-        self.url = plain_url(database_url)
+        self.url = libpq_url(database_url)
         self.counts: Counter = Counter()
         self.samples = 0
         self.stopping = threading.Event()
@@ -190,7 +191,7 @@ def throughput(
     sizes = order_sizes(options.tasks, options.fruits_per_order)
     with (
         salad_stack(database_url, options.workers, options.slots, 0.0, env, log_dir) as stack,
-        psycopg.connect(plain_url(database_url), autocommit=True) as conn,
+        psycopg.connect(libpq_url(database_url), autocommit=True) as conn,
     ):
         pids = service_pids(stack)
         workers = [s.process.pid for s in stack.worker_services]
@@ -352,7 +353,7 @@ def build_history_template(infra: Infra, tasks: int, per_order: int) -> str:
         "tasks": tasks,
         "t0": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     }
-    with psycopg.connect(plain_url(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         with conn.transaction():
             for table, (source, columns) in HISTORY_ROWS.items():
                 columns = fill_required(conn, table, columns)
@@ -382,7 +383,7 @@ def dispatch(infra: Infra, options: Options, log_dir: Path) -> dict:
     url = infra.fresh_database("salad_dispatch")
     with (
         salad_stack(url, options.workers, options.slots, 0.0, no_op_env(options), log_dir) as stack,
-        psycopg.connect(plain_url(url), autocommit=True) as conn,
+        psycopg.connect(libpq_url(url), autocommit=True) as conn,
         httpx.Client(timeout=30, headers=client_headers(stack)) as client,
     ):
         since = max_order_id(conn)
@@ -426,7 +427,7 @@ def scaling(infra: Infra, options: Options, log_dir: Path) -> dict:
     by_workers = {}
     with (
         salad_stack(url, counts[0], 1, SCALING_TASK_SECONDS, env, log_dir) as stack,
-        psycopg.connect(plain_url(url), autocommit=True) as conn,
+        psycopg.connect(libpq_url(url), autocommit=True) as conn,
     ):
         for count in counts:
             added = [stack.add_worker(wait=False) for _ in range(count - len(stack.worker_services))]
@@ -470,7 +471,7 @@ def makespan(infra: Infra, options: Options, log_dir: Path) -> dict:
     salads = []
     with (
         salad_stack(url, MAKESPAN_WORKERS, 1, MAKESPAN_SCALE, env, log_dir) as stack,
-        psycopg.connect(plain_url(url), autocommit=True) as conn,
+        psycopg.connect(libpq_url(url), autocommit=True) as conn,
         httpx.Client(timeout=30, headers=client_headers(stack)) as client,
     ):
         time.sleep(options.settle)

@@ -18,6 +18,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The URL psycopg.connect takes, from either form (LISTEN connections, scripts)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

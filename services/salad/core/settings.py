@@ -6,6 +6,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from salad.core.db import sqlalchemy_url
+
 DEFAULT_DATABASE_URL = "sqlite:///salad.db"  # the embedded default: one machine, one Master
 
 
@@ -28,11 +30,7 @@ class DatabaseSettings(CommonSettings):
     @field_validator("database_url")
     @classmethod
     def use_psycopg3(cls, url: str) -> str:
-        """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship."""
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
-        return url
+        return sqlalchemy_url(url)
 
 
 class ApiSettings(DatabaseSettings):

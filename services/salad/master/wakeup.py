@@ -10,7 +10,7 @@ import logging
 
 import psycopg
 
-from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL
+from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, libpq_url
 
 FALLBACK_POLL = 1.0  # seconds
 RECONNECT_DELAY = 1.0  # seconds
@@ -33,10 +33,6 @@ class QueueSignal:
             await asyncio.wait_for(self._event.wait(), timeout=min(timeout, FALLBACK_POLL))
         except TimeoutError:
             pass
-
-
-def libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
