@@ -147,5 +147,23 @@ def test_a_prefetching_worker_reports_the_results_of_its_short_tasks_together(ma
     assert [count for _, count in batches] == [3, 1]
 
 
+def test_a_worker_asks_for_its_next_tasks_with_the_results_that_freed_their_slots(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=8, time_scale=0.0,
+                       env={**FAST, "SALAD_EXECUTION_TIME_MIN": "0", "SALAD_EXECUTION_TIME_MAX": "0"})
+    stack.add_worker("worker-1")
+    # One fruit leaves 7 slots free with nothing queued: the worker long-polls for them; that claim is still
+    # waiting when the fruit's result goes to Master.
+    assert wait_final(stack, order(stack, ["apple"])["id"], timeout=30)["status"] == "completed"
+    placed = order(stack, ["kiwi"] * 40)
+
+    assert wait_final(stack, placed["id"], timeout=30)["status"] == "completed"
+    with psycopg.connect(postgres_url) as conn:
+        results = conn.execute("SELECT count(DISTINCT finished_at) FROM tasks WHERE order_id = %s",
+                               (placed["id"],)).fetchone()[0]
+    # The long-poll brings 7; then each batch of results leases the next 8 in the same exchange: 7, 8, 8,
+    # 8, 8 and the last one. Results sent apart from the claims would take a request each: 7, 1, 7, 1, ...
+    assert results <= 6
+
+
 def running_tasks(stack, order_id: int) -> list[dict]:
     return [t for t in get_order(stack, order_id)["tasks"] if t["status"] == "running"]

@@ -18,6 +18,7 @@ from salad.worker.client import Finished, LeaseLost, MasterClient
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
 MASTER_SILENCE_SECONDS = 15.0  # not ready when Master has not answered for a long-poll plus this long
 MAX_RESULT_HOLD = 1.0  # seconds a result may wait for others while prefetched tasks keep the slots busy
+RESULT_LINGER = 0.005  # seconds a result waits for fruits still being prepared to finish and join its batch
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,21 @@ class Job:
         self.task = task
         self.abort = asyncio.Event()
         self.started = False  # holds a slot
+        # A timer until the first heartbeat is due, then the task that beats: a short fruit needs no task.
+        self.heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
+
+    def stop_heartbeats(self) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.cancel()
 
 
 class Worker:
     """Prepares fruits in `slots` concurrent jobs, with one request to Master in flight at a time.
 
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
-    other result finished meanwhile, in the request that also leases the free slots' next tasks
-    (POST /v1/tasks/exchange). When nothing is finished and slots are free, a long-poll asks for tasks.
+    other result finished meanwhile (or within RESULT_LINGER), in the request that also leases the free
+    slots' next tasks (POST /v1/tasks/exchange). Free slots no coming result will ask for (Master had fewer
+    tasks than asked, or a task was handed back) are asked for by a long-poll.
     With `prefetch`, that many tasks more are leased ahead and wait (heartbeating) for a slot, so a slot
     that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     While prefetched tasks are still waiting, results are held (up to MAX_RESULT_HOLD) and go together
@@ -54,6 +62,9 @@ class Worker:
         self.preparing = 0
         self.finished: list[Finished] = []  # results not yet sent to Master
         self.news = asyncio.Event()  # a fruit finished or a slot freed
+        # Free slots that no coming exchange will fill (Master had fewer tasks than asked, or a task was
+        # handed back): a long-poll asks for them. Other free slots are asked for with the results that freed them.
+        self.unfilled = True
         self.last_contact = 0.0  # monotonic time Master last answered
 
     @property
@@ -90,6 +101,7 @@ class Worker:
 
     async def work_until_stopped(self) -> None:
         claim: asyncio.Task | None = None  # a long-poll for tasks, holding the slots free when it was sent
+        asked = 0
         stop = asyncio.create_task(self.stopping.wait())
         try:
             while not self.stopping.is_set():
@@ -97,15 +109,15 @@ class Worker:
                 if self.finished and self.hold_for() == 0:
                     await self.report(claim_more=claim is None)
                     continue
-                if claim is None and not self.finished and self.free_slots > 0:
-                    claim = asyncio.create_task(
-                        self.master.exchange([], self.free_slots, self.settings.claim_wait))
+                if claim is None and not self.finished and self.free_slots > 0 and (self.unfilled or not self.jobs):
+                    asked = self.free_slots
+                    claim = asyncio.create_task(self.master.exchange([], asked, self.settings.claim_wait))
                 news = asyncio.create_task(self.news.wait())
                 waiting = {news, stop} | ({claim} if claim else set())
                 await asyncio.wait(waiting, timeout=self.hold_for(), return_when=asyncio.FIRST_COMPLETED)
                 news.cancel()
                 if claim is not None and claim.done():
-                    await self.claimed(claim)
+                    await self.claimed(claim, asked)
                     claim = None
         finally:
             stop.cancel()
@@ -122,7 +134,7 @@ class Worker:
             return 0.0
         return max(0.0, self.finished[0].at + MAX_RESULT_HOLD - time.monotonic())
 
-    async def claimed(self, claim: asyncio.Task) -> None:
+    async def claimed(self, claim: asyncio.Task, asked: int) -> None:
         try:
             _, leased = claim.result()
         except Exception as exc:
@@ -131,9 +143,11 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), CLAIM_ERROR_DELAY)
             return
         self.last_contact = time.monotonic()
-        self.start(leased)
+        self.start(leased, asked)
 
-    def start(self, leased: list[LeasedTask]) -> None:
+    def start(self, leased: list[LeasedTask], asked: int) -> None:
+        if asked:
+            self.unfilled = len(leased) < asked
         for task in leased:
             job = Job(task)
             if self.stopping.is_set():  # leased by a request sent before the stop: handed back at once
@@ -142,18 +156,31 @@ class Worker:
 
     async def report(self, claim_more: bool) -> None:
         """Send every finished result (and, with `claim_more`, lease the free slots' next tasks)."""
-        await asyncio.sleep(0)  # let fruits finishing in this same instant join the batch
+        await self.linger()
         batch, self.finished = self.finished, []
+        asked = self.free_slots if claim_more else 0
         try:
-            acks, leased = await self.master.exchange(batch, self.free_slots if claim_more else 0, 0)
+            acks, leased = await self.master.exchange(batch, asked, 0)
         except Exception as exc:
             log.error("could not report %d result(s) to Master: %s", len(batch), exc)
             WORKER_TASKS.labels("lost").inc(len(batch))
+            self.unfilled = True
             return
         self.last_contact = time.monotonic()
         for finished, ack in zip(batch, acks, strict=True):
             self.acknowledged(finished, ack)
-        self.start(leased)
+        self.start(leased, asked)
+
+    async def linger(self) -> None:
+        """Let fruits finishing about now join the batch (as Kafka's linger.ms): many short fruits then
+        go in one exchange, not one each. Waits at most RESULT_LINGER, and only while others are being
+        prepared: a worker whose slots are all free reports at once."""
+        deadline = time.monotonic() + RESULT_LINGER
+        await asyncio.sleep(0)
+        while self.preparing and (remaining := deadline - time.monotonic()) > 0:
+            self.news.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.news.wait(), remaining)
 
     def acknowledged(self, finished: Finished, ack: dict) -> None:
         task = finished.task
@@ -186,19 +213,20 @@ class Worker:
 
     async def prepare(self, job: Job) -> None:
         task = job.task
-        heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
+        job.heartbeats = asyncio.get_running_loop().call_later(
+            self.settings.heartbeat_interval, self.start_heartbeats, job)
         try:
             if not await self.take_slot(job):
-                heartbeats.cancel()
+                job.stop_heartbeats()
                 WORKER_TASKS.labels(await self.hand_back(task)).inc()
                 return
             try:
-                await self.prepare_in_slot(job, heartbeats)
+                await self.prepare_in_slot(job)
             finally:
                 self.slots.release()
                 self.preparing -= 1
         finally:
-            heartbeats.cancel()
+            job.stop_heartbeats()
             self.jobs.pop(asyncio.current_task(), None)
             WORKER_BUSY_SLOTS.set(self.preparing)
             self.news.set()
@@ -228,11 +256,11 @@ class Worker:
             self.news.set()
         return True
 
-    async def prepare_in_slot(self, job: Job, heartbeats: asyncio.Task) -> None:
+    async def prepare_in_slot(self, job: Job) -> None:
         task = job.task
         seconds = task.execution_time * self.settings.time_scale
         aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
-        heartbeats.cancel()
+        job.stop_heartbeats()
         if aborted:
             WORKER_TASKS.labels(await self.hand_back(task)).inc()
         elif seconds > task.timeout_seconds:
@@ -245,11 +273,14 @@ class Worker:
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
         """Prepare the fruit. True when aborted (grace period over, or the lease was lost)."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(job.abort.wait(), timeout=seconds)
+        if seconds > 0:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await job.abort.wait()
         return job.abort.is_set()
 
     async def hand_back(self, task: LeasedTask) -> str:
+        self.unfilled = True  # its slot frees without a result to ask for the next task with
         try:
             await self.master.release(task)
         except LeaseLost:
@@ -260,10 +291,12 @@ class Worker:
         log.info("task %d released", task.id)
         return "released"
 
+    def start_heartbeats(self, job: Job) -> None:
+        job.heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
+
     async def heartbeat_until_done(self, job: Job) -> None:
-        """Extend the lease every heartbeat_interval; a stale lease aborts the fruit."""
+        """Extend the lease now and every heartbeat_interval; a stale lease aborts the fruit."""
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 await self.master.heartbeat(job.task)
             except LeaseLost:
@@ -272,6 +305,7 @@ class Worker:
                 return
             except Exception as exc:  # Master briefly away: the next beat may get through
                 log.warning("task %d: heartbeat failed: %s", job.task.id, exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def beat_forever(self) -> None:
         """Tell Master this worker is alive, with its slots and load."""
