@@ -20,6 +20,7 @@ from salad.shared.schemas import (
     OrderPage,
     OrderPublic,
     OrderReport,
+    OrderState,
     SeedFruit,
     SeedMessage,
 )
@@ -90,20 +91,22 @@ def claim_orders(body: IntakeClaim, request: Request):
     return IntakeBatch(orders=orders.claim_for_intake(engine_of(request), body.limit, lease))
 
 
-@internal.post("/orders/{order_id}/accept", response_model=OrderPublic, responses=errors(404))
+@internal.post("/orders/{order_id}/accept", response_model=OrderState, responses=errors(404))
 def accept_order(order_id: IdPath, request: Request):
     """The order's tasks exist at Master. Idempotent."""
-    if orders.accept(engine_of(request), order_id) is None:
+    status = orders.accept(engine_of(request), order_id)
+    if status is None:
         raise not_found(order_id)
-    return orders.get_order(engine_of(request), order_id, with_fruits=False)
+    return OrderState(id=order_id, status=status)
 
 
-@internal.post("/orders/{order_id}/report", response_model=OrderPublic, responses=errors(404))
+@internal.post("/orders/{order_id}/report", response_model=OrderState, responses=errors(404))
 def report_order(order_id: IdPath, body: OrderReport, request: Request):
     """Master reports a change of the order's state (completed, failed, resumed). Idempotent, in order."""
-    if orders.apply_report(engine_of(request), order_id, body) is None:
+    status = orders.apply_report(engine_of(request), order_id, body)
+    if status is None:
         raise not_found(order_id)
-    return orders.get_order(engine_of(request), order_id, with_fruits=False)
+    return OrderState(id=order_id, status=status)
 
 
 @seed.post("/create_task/", response_model=SeedMessage)

@@ -155,31 +155,34 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
     return sorted(orders, key=lambda o: (-o.priority, o.id))
 
 
-def accept(engine: Engine, order_id: int) -> Order | None:
-    """Master has split the order into tasks. Idempotent."""
+def accept(engine: Engine, order_id: int) -> str | None:
+    """Master has split the order into tasks. Idempotent. Returns the order's status, None if there is none."""
     with transaction(engine) as session:
         session.execute(
             update(Order).where(Order.id == order_id, Order.status == OrderStatus.PENDING)
             .values(status=OrderStatus.IN_PROGRESS, accepted_at=utcnow(), intake_lease_until=None)
         )
-        return session.get(Order, order_id)
+        return session.scalar(select(Order.status).where(Order.id == order_id))
 
 
-def apply_report(engine: Engine, order_id: int, report: OrderReport) -> Order | None:
-    """Apply Master's report of a state change once, and only if it is newer than the last one applied."""
+def apply_report(engine: Engine, order_id: int, report: OrderReport) -> str | None:
+    """Apply Master's report of a state change once, and only if it is newer than the last one applied.
+
+    Returns the order's status after it, None if there is no such order."""
     with transaction(engine) as session:
-        changed = session.execute(
+        changed = session.scalar(
             update(Order).where(Order.id == order_id, Order.master_version < report.version)
             .values(status=report.status, completed_at=report.finished_at, master_version=report.version,
                     preparation_time=report.preparation_time, failure_reason=report.failure_reason,
                     intake_lease_until=None)
-        ).rowcount
-        order = session.get(Order, order_id)
+            .returning(Order.status)
+        )
+        status = changed or session.scalar(select(Order.status).where(Order.id == order_id))
     if changed and report.status in FINAL:
         ORDERS_FINISHED.labels(report.status).inc()
         if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
             SALAD_COMPLETION.observe(report.preparation_time)
-    return order
+    return status
 
 
 def pending_fruits(engine: Engine) -> list[str]:

@@ -84,6 +84,13 @@ class IntakeBatch(BaseModel):
     orders: list[IntakeOrder]
 
 
+class OrderState(BaseModel):
+    """An order's status after Master's call: the internal endpoints answer no more than that."""
+
+    id: int
+    status: str
+
+
 class OrderReport(StrictModel):
     """A change of an order's state at Master. Reports apply in version order; a repeated one is a no-op."""
 
