@@ -56,7 +56,8 @@ async def over_http(master_url: str, token: str, master_pid: int) -> tuple[list[
 
 def in_process(database_url: str) -> list[float]:
     engine = make_engine(sqlalchemy_url(database_url))
-    tasks.split_order(engine, 10**6, ["apple"] * CALLS * 2, [1] * CALLS * 2, 0, datetime.now(UTC), 3)
+    fruits = ["apple"] * CALLS * 2
+    tasks.split_orders(engine, [tasks.NewOrder(10**6, fruits, [1] * len(fruits), 0, datetime.now(UTC))], 3)
     task = tasks.claim(engine, "w", 1, 30, 60)[0]
     took = []
     for _ in range(CALLS):

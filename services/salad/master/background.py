@@ -46,18 +46,15 @@ class Intake:
         response = await self.client.post("/internal/v1/intake/claim", json={"limit": INTAKE_BATCH})
         response.raise_for_status()
         orders = IntakeBatch.model_validate(response.json()).orders
-        for order in orders:
-            await to_thread.run_sync(
-                lambda o=order: tasks.split_order(
-                    self.engine, o.id, o.fruits, self.execution_times(len(o.fruits)), o.priority, o.created_at,
-                    self.settings.max_attempts,
-                )
-            )
-            self.signal.fire()
-            accepted = await self.client.post(f"/internal/v1/orders/{order.id}/accept")
-            accepted.raise_for_status()
-        if orders:
-            log.info("took %d order(s) from Shared", len(orders))
+        if not orders:
+            return False
+        batch = [tasks.NewOrder(o.id, o.fruits, self.execution_times(len(o.fruits)), o.priority, o.created_at)
+                 for o in orders]
+        await to_thread.run_sync(tasks.split_orders, self.engine, batch, self.settings.max_attempts)
+        self.signal.fire()
+        accepted = await self.client.post("/internal/v1/orders/accept", json={"ids": [o.id for o in orders]})
+        accepted.raise_for_status()
+        log.info("took %d order(s) from Shared", len(orders))
         return len(orders) == INTAKE_BATCH
 
 
@@ -96,24 +93,33 @@ class OutboxRelay:
         self.engine, self.client = engine, client
 
     def deliver_batch(self) -> int:
+        """Send due reports to Shared in one call; one Shared does not know yet is tried again later."""
         now = utcnow()
         with transaction(self.engine) as session:
             rows = list(session.scalars(
                 select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.next_attempt_at <= now)
                 .order_by(Outbox.id).limit(OUTBOX_BATCH).with_for_update(skip_locked=True)
             ))
+            if not rows:
+                return 0
+            reports = [OrderReport(order_id=row.order_id, version=row.version, status=row.status,
+                                   finished_at=row.finished_at, preparation_time=row.preparation_time,
+                                   failure_reason=row.failure_reason).model_dump(mode="json") for row in rows]
+            try:
+                response = self.client.post("/internal/v1/orders/reports", json={"reports": reports})
+                response.raise_for_status()
+                known = {state["id"] for state in response.json()}
+                problem = "unknown order"
+            except httpx.HTTPError as exc:
+                known, problem = set(), str(exc)
             for row in rows:
-                report = OrderReport(version=row.version, status=row.status, finished_at=row.finished_at,
-                                     preparation_time=row.preparation_time, failure_reason=row.failure_reason)
-                try:
-                    self.client.post(f"/internal/v1/orders/{row.order_id}/report",
-                                     json=report.model_dump(mode="json")).raise_for_status()
+                if row.order_id in known:
                     row.delivered_at = utcnow()
-                except httpx.HTTPError as exc:
-                    row.attempts += 1
-                    row.next_attempt_at = now + timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** row.attempts))
-                    log.warning("could not report order %d to Shared (attempt %d): %s",
-                                row.order_id, row.attempts, exc)
+                    continue
+                row.attempts += 1
+                row.next_attempt_at = now + timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** row.attempts))
+                log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id, row.attempts,
+                            problem)
         return len(rows)
 
     async def step(self) -> bool:

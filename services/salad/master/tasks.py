@@ -7,6 +7,7 @@ rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row seri
 import json
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import uuid4
 
 from sqlalchemy import BigInteger, String, bindparam, delete, insert, select, text, true, update
@@ -106,26 +107,46 @@ def notify_queued(session: Session) -> None:
 
 
 # --- Splitting orders ----------------------------------------------------------------------------
-def split_order(engine: Engine, order_id: int, fruits: list[str], execution_times: list[int], priority: int,
-                ordered_at: datetime, max_attempts: int) -> bool:
-    """Create an order's tasks and its countdown row. False when they already exist (a retried intake)."""
-    now = utcnow()
-    rows = [
-        dict(order_id=order_id, position=i, fruit=fruit, execution_time=seconds, priority=priority,
-             status=TaskStatus.QUEUED, attempts=0, max_attempts=max_attempts, created_at=now, queued_at=now)
-        for i, (fruit, seconds) in enumerate(zip(fruits, execution_times, strict=True))
-    ]
+class NewOrder(NamedTuple):
+    order_id: int
+    fruits: list[str]
+    execution_times: list[int]
+    priority: int
+    ordered_at: datetime
+
+
+def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
+    """Create the tasks and countdown rows of a batch of orders in one transaction (one commit for all).
+    An order that already has them (a retried intake) is skipped. Returns how many were split now."""
     try:
-        with transaction(engine) as session:
-            connection = session.connection()
-            connection.execute(insert(salads_table).values(
-                order_id=order_id, total=len(rows), remaining=len(rows), status=OrderStatus.IN_PROGRESS,
-                ordered_at=ordered_at, version=0, seed_collected=False))
-            connection.execute(insert(tasks_table), rows)
-            notify_queued(session)
-    except IntegrityError:
-        return False
-    return True
+        return insert_new_orders(engine, orders, max_attempts)
+    except IntegrityError:  # another Master split one of them meanwhile: a second look skips it
+        return insert_new_orders(engine, orders, max_attempts)
+
+
+def insert_new_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
+    now = utcnow()
+    with transaction(engine) as session:
+        connection = session.connection()
+        done = set(connection.execute(
+            select(salads_table.c.order_id).where(salads_table.c.order_id.in_([o.order_id for o in orders]))
+        ).scalars())
+        new = [o for o in orders if o.order_id not in done]
+        if not new:
+            return 0
+        connection.execute(insert(salads_table), [
+            dict(order_id=o.order_id, total=len(o.fruits), remaining=len(o.fruits), status=OrderStatus.IN_PROGRESS,
+                 ordered_at=o.ordered_at, version=0, seed_collected=False)
+            for o in new
+        ])
+        connection.execute(insert(tasks_table), [
+            dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority,
+                 status=TaskStatus.QUEUED, attempts=0, max_attempts=max_attempts, created_at=now, queued_at=now)
+            for o in new
+            for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
+        ])
+        notify_queued(session)
+    return len(new)
 
 
 # --- Claims --------------------------------------------------------------------------------------

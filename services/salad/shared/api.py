@@ -17,9 +17,10 @@ from salad.shared.schemas import (
     IntakeBatch,
     IntakeClaim,
     OrderCreate,
+    OrderIds,
     OrderPage,
     OrderPublic,
-    OrderReport,
+    OrderReports,
     OrderState,
     SeedFruit,
     SeedMessage,
@@ -91,22 +92,19 @@ def claim_orders(body: IntakeClaim, request: Request):
     return IntakeBatch(orders=orders.claim_for_intake(engine_of(request), body.limit, lease))
 
 
-@internal.post("/orders/{order_id}/accept", response_model=OrderState, responses=errors(404))
-def accept_order(order_id: IdPath, request: Request):
-    """The order's tasks exist at Master. Idempotent."""
-    status = orders.accept(engine_of(request), order_id)
-    if status is None:
-        raise not_found(order_id)
-    return OrderState(id=order_id, status=status)
+@internal.post("/orders/accept", response_model=list[OrderState])
+def accept_orders(body: OrderIds, request: Request):
+    """These orders' tasks exist at Master: they are in progress. Idempotent; unknown ids are left out."""
+    statuses = orders.accept(engine_of(request), body.ids)
+    return [OrderState(id=order_id, status=status) for order_id, status in sorted(statuses.items())]
 
 
-@internal.post("/orders/{order_id}/report", response_model=OrderState, responses=errors(404))
-def report_order(order_id: IdPath, body: OrderReport, request: Request):
-    """Master reports a change of the order's state (completed, failed, resumed). Idempotent, in order."""
-    status = orders.apply_report(engine_of(request), order_id, body)
-    if status is None:
-        raise not_found(order_id)
-    return OrderState(id=order_id, status=status)
+@internal.post("/orders/reports", response_model=list[OrderState])
+def report_orders(body: OrderReports, request: Request):
+    """Master reports changes of orders' states (completed, failed, resumed). Idempotent, in version order;
+    the answer lists the orders Shared knows (the others are reported again later)."""
+    statuses = orders.apply_reports(engine_of(request), body.reports)
+    return [OrderState(id=order_id, status=status) for order_id, status in sorted(statuses.items())]
 
 
 @seed.post("/create_task/", response_model=SeedMessage)

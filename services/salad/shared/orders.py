@@ -155,34 +155,41 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
     return sorted(orders, key=lambda o: (-o.priority, o.id))
 
 
-def accept(engine: Engine, order_id: int) -> str | None:
-    """Master has split the order into tasks. Idempotent. Returns the order's status, None if there is none."""
+def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
+    """Master has split these orders into tasks. Idempotent. Returns each known order's status."""
     with transaction(engine) as session:
         session.execute(
-            update(Order).where(Order.id == order_id, Order.status == OrderStatus.PENDING)
+            update(Order).where(Order.id.in_(order_ids), Order.status == OrderStatus.PENDING)
             .values(status=OrderStatus.IN_PROGRESS, accepted_at=utcnow(), intake_lease_until=None)
         )
-        return session.scalar(select(Order.status).where(Order.id == order_id))
+        return dict(session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids))).all())
 
 
-def apply_report(engine: Engine, order_id: int, report: OrderReport) -> str | None:
-    """Apply Master's report of a state change once, and only if it is newer than the last one applied.
+def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
+    """Apply Master's reports of state changes, each once and only if newer than the last one applied.
 
-    Returns the order's status after it, None if there is no such order."""
+    Returns the status of each known order after them."""
+    statuses: dict[int, str] = {}
+    finished: list[OrderReport] = []
     with transaction(engine) as session:
-        changed = session.scalar(
-            update(Order).where(Order.id == order_id, Order.master_version < report.version)
-            .values(status=report.status, completed_at=report.finished_at, master_version=report.version,
-                    preparation_time=report.preparation_time, failure_reason=report.failure_reason,
-                    intake_lease_until=None)
-            .returning(Order.status)
-        )
-        status = changed or session.scalar(select(Order.status).where(Order.id == order_id))
-    if changed and report.status in FINAL:
+        for report in sorted(reports, key=lambda r: (r.order_id, r.version)):  # orders locked in id order
+            changed = session.scalar(
+                update(Order).where(Order.id == report.order_id, Order.master_version < report.version)
+                .values(status=report.status, completed_at=report.finished_at, master_version=report.version,
+                        preparation_time=report.preparation_time, failure_reason=report.failure_reason,
+                        intake_lease_until=None)
+                .returning(Order.status)
+            )
+            status = changed or session.scalar(select(Order.status).where(Order.id == report.order_id))
+            if status is not None:
+                statuses[report.order_id] = status
+            if changed and report.status in FINAL:
+                finished.append(report)
+    for report in finished:
         ORDERS_FINISHED.labels(report.status).inc()
         if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
             SALAD_COMPLETION.observe(report.preparation_time)
-    return status
+    return statuses
 
 
 def pending_fruits(engine: Engine) -> list[str]:

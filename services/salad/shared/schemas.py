@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from salad.core.fields import Text
+from salad.core.fields import DbId, Text
 from salad.core.settings import shared_settings
 
 FRUIT_PATTERN = r"^\w[\w .'-]*$"  # letters (any script), digits, space, dot, apostrophe, hyphen
@@ -91,14 +91,23 @@ class OrderState(BaseModel):
     status: str
 
 
+class OrderIds(StrictModel):
+    ids: list[DbId] = Field(min_length=1, max_length=100)
+
+
 class OrderReport(StrictModel):
     """A change of an order's state at Master. Reports apply in version order; a repeated one is a no-op."""
 
+    order_id: DbId
     version: int = Field(ge=1, le=2**31 - 1)
     status: Literal["completed", "failed", "in_progress"]
     finished_at: datetime | None = None
     preparation_time: float | None = Field(None, ge=0, le=1e9)
     failure_reason: Text | None = None
+
+
+class OrderReports(StrictModel):
+    reports: list[OrderReport] = Field(min_length=1, max_length=100)
 
 
 # --- Seed contract -----------------------------------------------------------------------------
