@@ -1,0 +1,27 @@
+"""Master's split of orders taken from Shared, on PostgreSQL: a retried intake creates nothing twice."""
+
+from datetime import UTC, datetime
+
+import psycopg
+from salad.core.db import make_engine, sqlalchemy_url
+from salad.master import tasks
+
+
+def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:
+    return tasks.NewOrder(order_id, fruits, [1] * len(fruits), 0, datetime.now(UTC))
+
+
+def test_orders_split_again_after_a_retried_intake_are_skipped_and_the_new_ones_split(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        assert tasks.split_orders(engine, [new_order(1, ["apple", "kiwi"])], max_attempts=3) == 1
+        # Shared hands order 1 out again (its intake lease expired) together with a new order 2.
+        assert tasks.split_orders(engine, [new_order(1, ["apple", "kiwi"]), new_order(2, ["plum"])],
+                                  max_attempts=3) == 1
+    finally:
+        engine.dispose()
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT order_id, count(*) FROM tasks GROUP BY 1 ORDER BY 1").fetchall()
+        salads = conn.execute("SELECT order_id, total, remaining FROM salads ORDER BY 1").fetchall()
+    assert rows == [(1, 2), (2, 1)]
+    assert salads == [(1, 2, 2), (2, 1, 1)]
