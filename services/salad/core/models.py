@@ -69,7 +69,7 @@ class Task(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    order_id: int = Field(index=True)
+    order_id: int  # looked up by uq_tasks_order_position, which leads with it
     position: int
     fruit: str = Field(max_length=255)
     execution_time: int  # seconds, drawn as in the seed; workers scale it by SALAD_TIME_SCALE
