@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, String, bindparam, delete, insert, select, text, true, update
+from sqlalchemy import BigInteger, Integer, String, bindparam, delete, insert, literal, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from salad.core.db import TASKS_CHANNEL, notify, transaction, utcnow
+from salad.core.db import TASKS_CHANNEL, json_rows, notify, transaction, utcnow
 from salad.core.metrics import (
     LEASE_EXPIRIES,
     ORDERS_FINISHED_BY_MASTER,
@@ -58,18 +58,13 @@ LOCK_REPORTED = (
     .where(tasks_table.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(tasks_table.c.id).with_for_update()
 )
-# A batch of successes as one JSON parameter, read as rows by each database's JSON table function.
-SUCCESS_ROWS = {
-    "postgresql": "SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)",
-    "sqlite": "SELECT value ->> 'id' AS id, value ->> 'lease_id' AS lease_id, value ->> 'result' AS result "
-              "FROM json_each(:batch)",
-}
+DIALECTS = ("postgresql", "sqlite")
 
 
 def succeed_statement(dialect: str):
     """Record every success whose lease still holds in one statement, returning what the metrics and the
     countdown need: executed row by row, a batch cost Master more CPU than PostgreSQL spent on it."""
-    batch = text(SUCCESS_ROWS[dialect]).columns(id=BigInteger, lease_id=String, result=String).subquery("r")
+    batch = json_rows(dialect, dict(id=BigInteger, lease_id=String, result=String))
     return (
         update(tasks_table)
         .where(tasks_table.c.id == batch.c.id, tasks_table.c.lease_id == batch.c.lease_id,
@@ -81,7 +76,21 @@ def succeed_statement(dialect: str):
     )
 
 
-SUCCEED = {dialect: succeed_statement(dialect) for dialect in SUCCESS_ROWS}
+def split_statement(dialect: str):
+    """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter)."""
+    batch = json_rows(dialect, dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
+                                    priority=Integer))
+    now = bindparam("now", type_=tasks_table.c.created_at.type)
+    return insert(tasks_table).from_select(
+        ["order_id", "position", "fruit", "execution_time", "priority", "status", "attempts", "max_attempts",
+         "created_at", "queued_at"],
+        select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
+               literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"), now, now),
+    )
+
+
+SPLIT = {dialect: split_statement(dialect) for dialect in DIALECTS}
+SUCCEED = {dialect: succeed_statement(dialect) for dialect in DIALECTS}
 COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it, still counting right
     update(salads_table).where(salads_table.c.order_id == bindparam("order"))
     .values(remaining=salads_table.c.remaining - bindparam("done"))
@@ -139,12 +148,13 @@ def insert_new_orders(engine: Engine, orders: list[NewOrder], max_attempts: int)
                  ordered_at=o.ordered_at, version=0, seed_collected=False)
             for o in new
         ])
-        connection.execute(insert(tasks_table), [
-            dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority,
-                 status=TaskStatus.QUEUED, attempts=0, max_attempts=max_attempts, created_at=now, queued_at=now)
+        fruits = [
+            dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority)
             for o in new
             for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
-        ])
+        ]
+        connection.execute(SPLIT[connection.dialect.name],
+                           dict(batch=json.dumps(fruits), max_attempts=max_attempts, now=now))
         notify_queued(session)
     return len(new)
 
