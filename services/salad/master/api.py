@@ -3,7 +3,7 @@
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from salad.core.auth import Role, require
@@ -53,7 +53,7 @@ def lease_errors(call):
 async def claim_tasks(body: ClaimRequest, request: Request):
     """Lease up to `max_tasks` tasks; with `wait`, hold the request until one is queued (long-poll)."""
     _, leased = await exchange_and_wait(request, body.worker, [], body.max_tasks, body.wait)
-    return ClaimResponse(tasks=leased)
+    return as_json(ClaimResponse(tasks=leased))
 
 
 @router.post("/tasks/exchange", response_model=ExchangeResponse, tags=["workers"], dependencies=WORKER)
@@ -64,7 +64,13 @@ async def exchange_tasks(body: ExchangeRequest, request: Request):
     before any wait. With `wait`, the request is held until a task is queued (long-poll), as for claims.
     """
     acks, leased = await exchange_and_wait(request, body.worker, body.results, body.max_tasks, body.wait)
-    return ExchangeResponse(results=acks, tasks=leased)
+    return as_json(ExchangeResponse(results=acks, tasks=leased))
+
+
+def as_json(answer: ClaimResponse | ExchangeResponse) -> Response:
+    """The hot path's answer, serialised once: returned as a model, FastAPI would dump, validate it again
+    against the response model, then serialise it (the route's response_model still documents it)."""
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 async def exchange_and_wait(request: Request, worker: str, results: list[Report], max_tasks: int,

@@ -183,9 +183,10 @@ def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float
     for row in rows:
         TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
-    return [
-        LeasedTask(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
-                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires, timeout_seconds=timeout_seconds)
+    return [  # built from the database's typed columns: nothing to validate
+        LeasedTask.model_construct(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
+                                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires,
+                                   timeout_seconds=timeout_seconds)
         for r in rows
     ]
 
