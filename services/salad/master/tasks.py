@@ -178,8 +178,14 @@ def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float
     now = utcnow()
     lease_id = str(uuid4())
     expires = now + timedelta(seconds=lease_seconds)
-    rows = session.connection().execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
-                                                    worker_name=worker, now=now)).all()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Walk ix_tasks_queued in hand-out order and stop at the limit. Statistics taken while the queue was
+        # short make PostgreSQL read every queued row by bitmap and sort them instead: 7 ms rather than 2.6 ms
+        # per claim of 64 with 10,000 queued, and growing with the backlog.
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    rows = connection.execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
+                                          worker_name=worker, now=now)).all()
     for row in rows:
         TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
