@@ -49,6 +49,6 @@ def prepared_tasks(stack: LocalStack) -> Counter:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("message", "").endswith("prepared") and "task_id" in record:
-                seen[record["task_id"]] += 1
+            if record.get("message", "").startswith("prepared"):
+                seen.update(task["task_id"] for task in record.get("tasks", []))
     return seen

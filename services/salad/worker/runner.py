@@ -167,8 +167,7 @@ class Worker:
             self.unfilled = True
             return
         self.last_contact = time.monotonic()
-        for finished, ack in zip(batch, acks, strict=True):
-            self.acknowledged(finished, ack)
+        self.acknowledged(batch, acks)
         self.start(leased, asked)
 
     async def linger(self) -> None:
@@ -182,16 +181,22 @@ class Worker:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.news.wait(), remaining)
 
-    def acknowledged(self, finished: Finished, ack: dict) -> None:
-        task = finished.task
-        if ack["lease_lost"] or ack["status"] is None:
-            log.warning("task %d: lease lost, result dropped", task.id)
-            WORKER_TASKS.labels("lost").inc()
-            return
-        WORKER_TASKS.labels(finished.outcome).inc()
-        if finished.outcome == "succeeded":
-            log.info("task %d prepared", task.id, extra={"task_id": task.id, "order_id": task.order_id,
-                                                        "fruit": task.fruit, "attempt": task.attempt})
+    def acknowledged(self, batch: list[Finished], acks: list[dict]) -> None:
+        """Count the outcomes of a reported batch and log its successes in one line: a line per task cost the
+        worker more CPU than preparing and reporting a short task did."""
+        prepared = []
+        for finished, ack in zip(batch, acks, strict=True):
+            if ack["lease_lost"] or ack["status"] is None:
+                log.warning("task %d: lease lost, result dropped", finished.task.id)
+                WORKER_TASKS.labels("lost").inc()
+                continue
+            WORKER_TASKS.labels(finished.outcome).inc()
+            if finished.outcome == "succeeded":
+                prepared.append(finished.task)
+        if prepared:
+            log.info("prepared %s", ", ".join(f"task {t.id} ({t.fruit}, order {t.order_id})" for t in prepared),
+                     extra={"tasks": [{"task_id": t.id, "order_id": t.order_id, "fruit": t.fruit,
+                                       "attempt": t.attempt} for t in prepared]})
 
     async def drain(self) -> None:
         """Let in-flight fruits finish within the grace period, reporting them; hand the rest back."""
