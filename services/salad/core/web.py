@@ -33,6 +33,13 @@ UNMATCHED_ROUTE = "unmatched"  # 404s share one label value, so random paths can
 RETRY_AFTER_SECONDS = 2  # told to callers while the database is unreachable
 
 
+def as_json(answer: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """An answer serialised once, for routes that return many items: returned as a model, FastAPI would dump
+    it, validate it again against the route's response model, then serialise it (the route's response_model
+    still documents it)."""
+    return Response(answer.model_dump_json(), status_code, headers, media_type="application/json")
+
+
 def describe_validation_error(error: dict) -> str:
     """`body.fruits.0: String should have at most 64 characters` — the field first, then the problem."""
     where = ".".join(str(part) for part in error.get("loc", ()))

@@ -3,14 +3,14 @@
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import TaskStatus
 from salad.core.settings import master_settings
-from salad.core.web import errors
+from salad.core.web import as_json, errors
 from salad.master import registry, task_views, tasks
 from salad.master.schemas import (
     ClaimRequest,
@@ -65,12 +65,6 @@ async def exchange_tasks(body: ExchangeRequest, request: Request):
     """
     acks, leased = await exchange_and_wait(request, body.worker, body.results, body.max_tasks, body.wait)
     return as_json(ExchangeResponse(results=acks, tasks=leased))
-
-
-def as_json(answer: ClaimResponse | ExchangeResponse) -> Response:
-    """The hot path's answer, serialised once: returned as a model, FastAPI would dump, validate it again
-    against the response model, then serialise it (the route's response_model still documents it)."""
-    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 async def exchange_and_wait(request: Request, worker: str, results: list[Report], max_tasks: int,

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -11,7 +11,7 @@ from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
-from salad.core.web import errors
+from salad.core.web import as_json, errors
 from salad.shared import orders
 from salad.shared.schemas import (
     IntakeBatch,
@@ -46,18 +46,18 @@ def not_found(order_id: int) -> HTTPException:
 
 
 @public.post("", status_code=201, response_model=OrderPublic)
-def create_order(body: OrderCreate, request: Request, response: Response, idempotency_key: IdempotencyKey = None):
+def create_order(body: OrderCreate, request: Request, idempotency_key: IdempotencyKey = None):
     """Order a salad: one task per fruit. Retrying with the same `Idempotency-Key` creates one order."""
     try:
         order, created = orders.create_order(engine_of(request), body.fruits, body.priority, idempotency_key)
     except orders.IdempotencyConflict:
         raise RequestValidationError([{"loc": ("header", "Idempotency-Key"), "type": "value_error",
                                        "msg": "already used for a different order"}])
-    response.headers["Location"] = f"/v1/orders/{order.id}"
-    if created:
-        return orders.as_placed(order)  # as stored: a Master may take it any moment now
-    response.headers["Idempotent-Replayed"] = "true"
-    return orders.get_order(engine_of(request), order.id)
+    location = {"Location": f"/v1/orders/{order.id}"}
+    if created:  # as stored: a Master may take it any moment now
+        return as_json(orders.as_placed(order), status_code=201, headers=location)
+    return as_json(orders.get_order(engine_of(request), order.id), status_code=201,
+                   headers={**location, "Idempotent-Replayed": "true"})
 
 
 @public.get("/{order_id}", response_model=OrderPublic, responses=errors(404))
