@@ -165,5 +165,18 @@ def test_a_worker_asks_for_its_next_tasks_with_the_results_that_freed_their_slot
     assert results <= 6
 
 
+def test_a_slot_freed_while_a_long_poll_waits_is_asked_for_again(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=2, time_scale=0.1,
+                       env={**FAST, "SALAD_EXECUTION_TIME_MIN": "20", "SALAD_EXECUTION_TIME_MAX": "20"})  # 2 s
+    stack.add_worker("worker-1")
+    # One fruit on two slots: the other slot's long-poll waits on an empty queue while that fruit's result
+    # goes to Master, which has nothing more for its slot either.
+    assert wait_final(stack, order(stack, ["apple"])["id"], timeout=30)["status"] == "completed"
+    placed = order(stack, ["kiwi", "plum", "pear"])
+
+    # The long-poll brings one fruit; the other free slot must be asked for at once, not when that fruit ends.
+    wait_until(lambda: len(running_tasks(stack, placed["id"])) == 2, 1.5, message="both slots busy")
+
+
 def running_tasks(stack, order_id: int) -> list[dict]:
     return [t for t in get_order(stack, order_id)["tasks"] if t["status"] == "running"]

@@ -30,6 +30,7 @@ class Job:
         self.task = task
         self.abort = asyncio.Event()
         self.started = False  # holds a slot
+        self.finished = False  # its result waits to be reported
         # A timer until the first heartbeat is due, then the task that beats: a short fruit needs no task.
         self.heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
 
@@ -43,8 +44,9 @@ class Worker:
 
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
     other result finished meanwhile (or within RESULT_LINGER), in the request that also leases the free
-    slots' next tasks (POST /v1/tasks/exchange). Free slots no coming result will ask for (Master had fewer
-    tasks than asked, or a task was handed back) are asked for by a long-poll.
+    slots' next tasks (POST /v1/tasks/exchange). Free slots no request has asked for (Master had fewer tasks
+    than asked, or a task was handed back) are asked for by a long-poll; while it waits, results still ask for
+    the slots they free.
     With `prefetch`, that many tasks more are leased ahead and wait (heartbeating) for a slot, so a slot
     that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     While prefetched tasks are still waiting, results are held (up to MAX_RESULT_HOLD) and go together
@@ -62,9 +64,10 @@ class Worker:
         self.preparing = 0
         self.finished: list[Finished] = []  # results not yet sent to Master
         self.news = asyncio.Event()  # a fruit finished or a slot freed
-        # Free slots that no coming exchange will fill (Master had fewer tasks than asked, or a task was
-        # handed back): a long-poll asks for them. Other free slots are asked for with the results that freed them.
+        # Some free slot is asked for by no request (Master had fewer tasks than asked, or a task was handed
+        # back): a long-poll asks for every free slot. Other slots are asked for with the results that freed them.
         self.unfilled = True
+        self.claim_asked = 0  # slots the long-poll in flight asks for
         self.last_contact = 0.0  # monotonic time Master last answered
 
     @property
@@ -107,16 +110,18 @@ class Worker:
             while not self.stopping.is_set():
                 self.news.clear()
                 if self.finished and self.hold_for() == 0:
-                    await self.report(claim_more=claim is None)
+                    await self.report()
                     continue
                 if claim is None and not self.finished and self.free_slots > 0 and (self.unfilled or not self.jobs):
-                    asked = self.free_slots
+                    asked = self.claim_asked = self.free_slots
+                    self.unfilled = False
                     claim = asyncio.create_task(self.master.exchange([], asked, self.settings.claim_wait))
                 news = asyncio.create_task(self.news.wait())
                 waiting = {news, stop} | ({claim} if claim else set())
                 await asyncio.wait(waiting, timeout=self.hold_for(), return_when=asyncio.FIRST_COMPLETED)
                 news.cancel()
                 if claim is not None and claim.done():
+                    self.claim_asked = 0
                     await self.claimed(claim, asked)
                     claim = None
         finally:
@@ -139,6 +144,7 @@ class Worker:
             _, leased = claim.result()
         except Exception as exc:
             log.warning("claim failed: %s", exc)
+            self.unfilled = True
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), CLAIM_ERROR_DELAY)
             return
@@ -146,19 +152,19 @@ class Worker:
         self.start(leased, asked)
 
     def start(self, leased: list[LeasedTask], asked: int) -> None:
-        if asked:
-            self.unfilled = len(leased) < asked
+        if len(leased) < asked:
+            self.unfilled = True
         for task in leased:
             job = Job(task)
             if self.stopping.is_set():  # leased by a request sent before the stop: handed back at once
                 job.abort.set()
             self.jobs[asyncio.create_task(self.prepare(job))] = job
 
-    async def report(self, claim_more: bool) -> None:
-        """Send every finished result (and, with `claim_more`, lease the free slots' next tasks)."""
+    async def report(self) -> None:
+        """Send every finished result and lease the next tasks of the free slots no long-poll asks for."""
         await self.linger()
         batch, self.finished = self.finished, []
-        asked = self.free_slots if claim_more else 0
+        asked = max(0, self.free_slots - self.claim_asked)  # none once stopping
         try:
             acks, leased = await self.master.exchange(batch, asked, 0)
         except Exception as exc:
@@ -205,7 +211,7 @@ class Worker:
         while self.jobs or self.finished:
             self.news.clear()
             if self.finished:
-                await self.report(claim_more=False)
+                await self.report()
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 and not aborted:
@@ -233,6 +239,8 @@ class Worker:
         finally:
             job.stop_heartbeats()
             self.jobs.pop(asyncio.current_task(), None)
+            if not job.finished:  # handed back: its slot frees without a result to ask for its next task
+                self.unfilled = True
             WORKER_BUSY_SLOTS.set(self.preparing)
             self.news.set()
 
@@ -270,10 +278,12 @@ class Worker:
             WORKER_TASKS.labels(await self.hand_back(task)).inc()
         elif seconds > task.timeout_seconds:
             log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
+            job.finished = True
             self.finished.append(Finished(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
                                                              f"on worker {self.settings.worker_name}"))
         else:
             text = f"{task.id} {task.fruit} prepared in {seconds:g} seconds"
+            job.finished = True
             self.finished.append(Finished(task, "succeeded", text))
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
@@ -285,7 +295,6 @@ class Worker:
         return job.abort.is_set()
 
     async def hand_back(self, task: LeasedTask) -> str:
-        self.unfilled = True  # its slot frees without a result to ask for the next task with
         try:
             await self.master.release(task)
         except LeaseLost:
