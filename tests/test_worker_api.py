@@ -240,6 +240,20 @@ def test_a_task_failing_on_every_attempt_fails_its_order_and_drops_its_queued_fr
     assert claim(master, wait=0) == [], "the failed order's other fruit is not handed out"
 
 
+def test_a_failure_reason_longer_than_shared_takes_is_shortened_and_the_failure_reported(stack, master):
+    placed = order(stack, ["durian"])
+    for _ in (1, 2):
+        task = claim(master)[0]
+        failed = {"lease_id": task["lease_id"], "outcome": "failed", "error": "x" * 10_000}  # the most allowed
+        assert master.post(f"/v1/tasks/{task['id']}/result", json=failed).status_code == 200
+
+    final = wait_final(stack, placed["id"], timeout=20)
+
+    assert final["status"] == "failed"
+    assert final["failure_reason"].startswith("durian (task ")
+    assert len(final["failure_reason"]) == 10_000
+
+
 def test_workers_register_and_are_listed_with_their_load(stack, master):
     assert master.put("/v1/workers/w-a", json={"slots": 4, "busy": 1}).status_code == 204
 

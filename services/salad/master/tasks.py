@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from salad.core.db import TASKS_CHANNEL, json_rows, notify, transaction, utcnow
+from salad.core.fields import MAX_TEXT
 from salad.core.metrics import (
     LEASE_EXPIRIES,
     ORDERS_FINISHED_BY_MASTER,
@@ -333,6 +334,8 @@ def retry_or_fail(session: Session, task: Task, error: str, now: datetime, reaso
 
 def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> None:
     """Mark the order failed, drop its queued fruits, and report it to Shared."""
+    if len(reason) > MAX_TEXT:  # a worker's error may fill the limit alone: Shared would refuse the report
+        reason = reason[:MAX_TEXT - 1] + "…"
     in_progress = session.scalar(
         select(Salad.order_id).where(Salad.order_id == order_id, Salad.status == OrderStatus.IN_PROGRESS)
         .with_for_update()
