@@ -63,7 +63,7 @@ def json_rows(dialect: str, columns: dict[str, type], param: str = "batch") -> S
         sql = f"SELECT * FROM json_to_recordset(CAST(:{param} AS json)) AS r({spec})"
     else:  # SQLite
         sql = "SELECT " + ", ".join(f"value ->> '{name}' AS {name}" for name in columns) + f" FROM json_each(:{param})"
-    return text(sql).columns(**{name: kind for name, kind in columns.items()}).subquery("r")
+    return text(sql).columns(**columns).subquery("r")
 
 
 def notify(session: Session, channel: str) -> None:

@@ -95,15 +95,17 @@ def claim_orders(body: IntakeClaim, request: Request):
 @internal.post("/orders/accept", response_model=list[OrderState])
 def accept_orders(body: OrderIds, request: Request):
     """These orders' tasks exist at Master: they are in progress. Idempotent; unknown ids are left out."""
-    statuses = orders.accept(engine_of(request), body.ids)
-    return [OrderState(id=order_id, status=status) for order_id, status in sorted(statuses.items())]
+    return states(orders.accept(engine_of(request), body.ids))
 
 
 @internal.post("/orders/reports", response_model=list[OrderState])
 def report_orders(body: OrderReports, request: Request):
     """Master reports changes of orders' states (completed, failed, resumed). Idempotent, in version order;
     the answer lists the orders Shared knows (the others are reported again later)."""
-    statuses = orders.apply_reports(engine_of(request), body.reports)
+    return states(orders.apply_reports(engine_of(request), body.reports))
+
+
+def states(statuses: dict[int, str]) -> list[OrderState]:
     return [OrderState(id=order_id, status=status) for order_id, status in sorted(statuses.items())]
 
 

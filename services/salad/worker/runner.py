@@ -40,7 +40,8 @@ class Job:
 
 
 class Worker:
-    """Prepares fruits in `slots` concurrent jobs, with one request to Master in flight at a time.
+    """Prepares fruits in `slots` concurrent jobs: one report to Master in flight at a time, beside at most
+    one long-poll.
 
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
     other result finished meanwhile (or within RESULT_LINGER), in the request that also leases the free
@@ -104,7 +105,6 @@ class Worker:
 
     async def work_until_stopped(self) -> None:
         claim: asyncio.Task | None = None  # a long-poll for tasks, holding the slots free when it was sent
-        asked = 0
         stop = asyncio.create_task(self.stopping.wait())
         try:
             while not self.stopping.is_set():
@@ -113,15 +113,15 @@ class Worker:
                     await self.report()
                     continue
                 if claim is None and not self.finished and self.free_slots > 0 and (self.unfilled or not self.jobs):
-                    asked = self.claim_asked = self.free_slots
-                    self.unfilled = False
-                    claim = asyncio.create_task(self.master.exchange([], asked, self.settings.claim_wait))
+                    self.claim_asked, self.unfilled = self.free_slots, False
+                    claim = asyncio.create_task(
+                        self.master.exchange([], self.claim_asked, self.settings.claim_wait))
                 news = asyncio.create_task(self.news.wait())
                 waiting = {news, stop} | ({claim} if claim else set())
                 await asyncio.wait(waiting, timeout=self.hold_for(), return_when=asyncio.FIRST_COMPLETED)
                 news.cancel()
                 if claim is not None and claim.done():
-                    self.claim_asked = 0
+                    asked, self.claim_asked = self.claim_asked, 0
                     await self.claimed(claim, asked)
                     claim = None
         finally:
@@ -278,13 +278,15 @@ class Worker:
             WORKER_TASKS.labels(await self.hand_back(task)).inc()
         elif seconds > task.timeout_seconds:
             log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
-            job.finished = True
-            self.finished.append(Finished(task, "timed_out", f"stopped after {task.timeout_seconds:g} s "
-                                                             f"on worker {self.settings.worker_name}"))
+            self.finish(job, "timed_out", f"stopped after {task.timeout_seconds:g} s on worker "
+                                          f"{self.settings.worker_name}")
         else:
-            text = f"{task.id} {task.fruit} prepared in {seconds:g} seconds"
-            job.finished = True
-            self.finished.append(Finished(task, "succeeded", text))
+            self.finish(job, "succeeded", f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
+
+    def finish(self, job: Job, outcome: str, text: str) -> None:
+        """The fruit's result waits in `finished` for the next report."""
+        job.finished = True
+        self.finished.append(Finished(job.task, outcome, text))
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
         """Prepare the fruit. True when aborted (grace period over, or the lease was lost)."""
