@@ -1,5 +1,7 @@
 """Master's split of orders taken from Shared, on PostgreSQL: a retried intake creates nothing twice."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
@@ -25,3 +27,23 @@ def test_orders_split_again_after_a_retried_intake_are_skipped_and_the_new_ones_
         salads = conn.execute("SELECT order_id, total, remaining FROM salads ORDER BY 1").fetchall()
     assert rows == [(1, 2), (2, 1)]
     assert salads == [(1, 2, 2), (2, 1, 1)]
+
+
+def test_an_order_another_master_is_splitting_is_left_to_it(postgres_url):
+    other = psycopg.connect(postgres_url)
+    other.execute("INSERT INTO salads (order_id, total, remaining, status, ordered_at, version, seed_collected)"
+                  " VALUES (1, 1, 1, 'in_progress', now(), 0, false)")  # its transaction is still open
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            split = pool.submit(tasks.split_orders, engine, [new_order(1, ["apple"]), new_order(2, ["plum"])], 3)
+            time.sleep(0.5)
+            assert not split.done(), "the split waits for the other Master's transaction"
+            other.commit()
+            assert split.result(timeout=10) == 1
+    finally:
+        other.close()
+        engine.dispose()
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT order_id, count(*) FROM tasks GROUP BY 1 ORDER BY 1").fetchall()
+    assert rows == [(2, 1)], "order 1's tasks are the other Master's to insert"

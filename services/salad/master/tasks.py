@@ -11,8 +11,8 @@ from typing import NamedTuple
 from uuid import uuid4
 
 from sqlalchemy import BigInteger, Integer, String, bindparam, delete, insert, literal, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from salad.core.db import TASKS_CHANNEL, json_rows, notify, transaction, utcnow
@@ -60,6 +60,7 @@ LOCK_REPORTED = (
     .order_by(tasks_table.c.id).with_for_update()
 )
 DIALECTS = ("postgresql", "sqlite")
+INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # with ON CONFLICT
 
 
 def succeed_statement(dialect: str):
@@ -90,7 +91,16 @@ def split_statement(dialect: str):
     )
 
 
+def add_salads_statement(dialect: str):
+    """Insert countdown rows, skipping orders that have one, and return the orders inserted: one statement
+    both finds the orders not split yet and claims them (a concurrent insert of the same order waits for
+    the other transaction, then skips it)."""
+    return (INSERT[dialect](salads_table).on_conflict_do_nothing(index_elements=[salads_table.c.order_id])
+            .returning(salads_table.c.order_id))
+
+
 SPLIT = {dialect: split_statement(dialect) for dialect in DIALECTS}
+ADD_SALADS = {dialect: add_salads_statement(dialect) for dialect in DIALECTS}
 SUCCEED = {dialect: succeed_statement(dialect) for dialect in DIALECTS}
 COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it, still counting right
     update(salads_table).where(salads_table.c.order_id == bindparam("order"))
@@ -127,31 +137,21 @@ class NewOrder(NamedTuple):
 
 def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
     """Create the tasks and countdown rows of a batch of orders in one transaction (one commit for all).
-    An order that already has them (a retried intake) is skipped. Returns how many were split now."""
-    try:
-        return insert_new_orders(engine, orders, max_attempts)
-    except IntegrityError:  # another Master split one of them meanwhile: a second look skips it
-        return insert_new_orders(engine, orders, max_attempts)
-
-
-def insert_new_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
+    An order that already has them (a retried intake, or another Master got there first) is skipped:
+    its countdown row is not inserted again, so neither are its tasks. Returns how many were split now."""
     now = utcnow()
     with transaction(engine) as session:
         connection = session.connection()
-        done = set(connection.execute(
-            select(salads_table.c.order_id).where(salads_table.c.order_id.in_([o.order_id for o in orders]))
-        ).scalars())
-        new = [o for o in orders if o.order_id not in done]
-        if not new:
-            return 0
-        connection.execute(insert(salads_table), [
+        new = set(connection.execute(ADD_SALADS[connection.dialect.name], [
             dict(order_id=o.order_id, total=len(o.fruits), remaining=len(o.fruits), status=OrderStatus.IN_PROGRESS,
                  ordered_at=o.ordered_at, version=0, seed_collected=False)
-            for o in new
-        ])
+            for o in orders
+        ]).scalars())
+        if not new:
+            return 0
         fruits = [
             dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority)
-            for o in new
+            for o in orders if o.order_id in new
             for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
         ]
         connection.execute(SPLIT[connection.dialect.name],
