@@ -36,7 +36,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = None) -> Engine:
+    """An engine with a pool of `pool_size` (and as many overflow) connections. `planner` settings are set on
+    each new PostgreSQL connection, so no transaction spends a round trip setting them."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -49,7 +51,16 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    if planner:
+
+        @event.listens_for(engine, "connect")
+        def _planner_settings(dbapi_conn, _record) -> None:
+            for name, value in planner.items():
+                dbapi_conn.execute(f"SET {name} = {value}")
+            dbapi_conn.commit()  # a SET in a transaction rolled back (as the pool does on return) is undone
+
+    return engine
 
 
 JSON_ROW_TYPES = {BigInteger: "bigint", Integer: "integer", String: "text"}  # as json_to_recordset names them

@@ -17,7 +17,7 @@ from salad.core.settings import master_settings
 from salad.core.web import create_app
 from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
-from salad.master.tasks import prune_finished
+from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import QueueSignal, listen
 
 SHARED_TIMEOUT = httpx.Timeout(10.0)
@@ -47,7 +47,7 @@ class QueueCollector:
 
 def build_app() -> FastAPI:
     settings = master_settings()
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(settings.database_url, settings.db_pool_size, planner=PLANNER)
     collector = QueueCollector(engine, settings.worker_ttl_seconds)
 
     @asynccontextmanager
