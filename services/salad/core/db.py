@@ -51,7 +51,10 @@ def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = 
             cursor.close()
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # LIFO: the connections in use stay few and warm (their backends and prepared statements), and the
+    # rest idle long enough for a server or proxy timeout to close them; pre-ping then finds those closed.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           pool_use_lifo=True)
     if planner:
 
         @event.listens_for(engine, "connect")
