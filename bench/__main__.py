@@ -69,6 +69,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--salads", type=int, help="salads in the makespan run (20)")
     parser.add_argument(
+        "--makespan-prefetch", type=int, help="SALAD_PREFETCH of the makespan run's workers (1; 0 for none)"
+    )
+    parser.add_argument(
         "--history-tasks", type=int, help="finished tasks stored before the history run (1000000)"
     )
     parser.add_argument(

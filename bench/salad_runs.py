@@ -40,6 +40,7 @@ class Options:
     scaling_tasks_per_worker: int = 100  # 5 s of ideal work at every worker count
     scaling_prefetch: int = 6  # SALAD_PREFETCH of the scaling run's workers: tasks leased ahead, results batched
     salads: int = 20
+    makespan_prefetch: int = 1  # SALAD_PREFETCH of the makespan run's workers: the next fruit waits on the worker
     random_seed: int = 2024  # execution times of the makespan salads (salad and the seed baseline draw alike)
     history_tasks: int = 1_000_000
     salad_env: dict[str, str] = field(default_factory=dict)  # extra SALAD_* for every salad process
@@ -460,13 +461,18 @@ def scaling(infra: Infra, options: Options, log_dir: Path) -> dict:
 
 # --- 4: makespan ----------------------------------------------------------------------------------
 def makespan(infra: Infra, options: Options, log_dir: Path) -> dict:
-    """Seed-style salads (10 fruits, 4-20 s x 0.01), one at a time, 3 single-slot workers."""
+    """Seed-style salads (10 fruits, 4-20 s x 0.01), one at a time, 3 single-slot workers.
+
+    With prefetch a worker starts its next fruit the moment one ends, not a round trip to Master later (~10 ms
+    here, a quarter of the shortest fruit); a fruit held ahead costs longest-first hand-out less than that
+    (bench/RESULTS.md)."""
     url = infra.fresh_database("salad_makespan")
     env = {
         **options.salad_env,
         "SALAD_EXECUTION_TIME_MIN": "4",
         "SALAD_EXECUTION_TIME_MAX": "20",
         "SALAD_RANDOM_SEED": str(options.random_seed),
+        "SALAD_PREFETCH": str(options.makespan_prefetch),
     }
     salads = []
     with (

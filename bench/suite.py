@@ -347,7 +347,8 @@ def figure_list(scenarios: tuple[str, ...], peers: tuple[str, ...], options: Opt
         f += [
             Figure(
                 "makespan.salad.order_to_done_ratio",
-                f"makespan, {options.salads} salads: salad order -> done / lower bound",
+                f"makespan, {options.salads} salads, prefetch {options.makespan_prefetch}: "
+                "salad order -> done / lower bound",
                 "x",
                 "<= 1.10",
                 dig("makespan", "order_to_done_ratio"),
