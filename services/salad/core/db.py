@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Integer, String, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import BigInteger, DateTime, Integer, String, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Subquery
 from sqlmodel import Session, create_engine
 
@@ -66,7 +66,8 @@ def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = 
     return engine
 
 
-JSON_ROW_TYPES = {BigInteger: "bigint", Integer: "integer", String: "text"}  # as json_to_recordset names them
+# as json_to_recordset names them (DateTime: PostgreSQL only, as an ISO 8601 string)
+JSON_ROW_TYPES = {BigInteger: "bigint", Integer: "integer", String: "text", DateTime: "timestamptz"}
 
 
 def json_rows(dialect: str, columns: dict[str, type], param: str = "batch") -> Subquery:
@@ -92,6 +93,14 @@ def transaction(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A connection whose every statement commits on its own: for a unit of work that is one statement,
+    it saves the round trips of BEGIN and COMMIT."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
 
 
 @contextmanager

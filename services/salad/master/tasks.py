@@ -10,12 +10,25 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
 
-from sqlalchemy import BigInteger, Integer, String, bindparam, delete, insert, literal, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from salad.core.db import TASKS_CHANNEL, json_rows, notify, transaction, utcnow
+from salad.core.db import TASKS_CHANNEL, autocommit, is_sqlite, json_rows, notify, transaction, utcnow
 from salad.core.fields import MAX_TEXT
 from salad.core.metrics import (
     LEASE_EXPIRIES,
@@ -83,16 +96,20 @@ def succeed_statement(dialect: str):
     )
 
 
-def split_statement(dialect: str):
-    """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter)."""
+def split_statement(dialect: str, new_orders=None):
+    """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter); with
+    `new_orders`, only those of the orders it holds."""
     batch = json_rows(dialect, dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
                                     priority=Integer))
     now = bindparam("now", type_=tasks_table.c.created_at.type)
+    fruits = select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
+                    literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"), now, now)
+    if new_orders is not None:
+        fruits = fruits.join(new_orders, new_orders.c.order_id == batch.c.order_id)
     return insert(tasks_table).from_select(
         ["order_id", "position", "fruit", "execution_time", "priority", "status", "attempts", "max_attempts",
          "created_at", "queued_at"],
-        select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
-               literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"), now, now),
+        fruits,
     )
 
 
@@ -104,8 +121,26 @@ def add_salads_statement(dialect: str):
             .returning(salads_table.c.order_id))
 
 
-SPLIT = {dialect: split_statement(dialect) for dialect in DIALECTS}
-ADD_SALADS = {dialect: add_salads_statement(dialect) for dialect in DIALECTS}
+def split_in_one_statement():
+    """PostgreSQL: the countdown rows and the tasks of a batch of orders in one statement, which commits by
+    itself. Idle workers wait for a split: as two statements in a transaction (BEGIN, both inserts, NOTIFY,
+    COMMIT) the tasks could be claimed four round trips later."""
+    orders = json_rows("postgresql", dict(order_id=BigInteger, total=Integer, ordered_at=DateTime), param="orders")
+    new_orders = (
+        add_salads_statement("postgresql")
+        .from_select(["order_id", "total", "remaining", "status", "ordered_at", "version", "seed_collected"],
+                     select(orders.c.order_id, orders.c.total, orders.c.total, literal(OrderStatus.IN_PROGRESS.value),
+                            orders.c.ordered_at, literal(0), literal(False)))
+        .cte("new_orders")
+    )
+    # pg_notify per task row: PostgreSQL sends one notification per transaction for identical ones, at its
+    # commit, so waiting claims wake as the tasks become visible (a NOTIFY statement after: a round trip later).
+    return (split_statement("postgresql", new_orders).add_cte(new_orders)
+            .returning(tasks_table.c.order_id, func.pg_notify(TASKS_CHANNEL, "")))
+
+
+SPLIT_POSTGRESQL = split_in_one_statement()
+ADD_SALADS_SQLITE, SPLIT_SQLITE = add_salads_statement("sqlite"), split_statement("sqlite")
 SUCCEED = {dialect: succeed_statement(dialect) for dialect in DIALECTS}
 COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it, still counting right
     update(salads_table).where(salads_table.c.order_id == bindparam("order"))
@@ -141,28 +176,44 @@ class NewOrder(NamedTuple):
 
 
 def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
-    """Create the tasks and countdown rows of a batch of orders in one transaction (one commit for all).
+    """Create the tasks and countdown rows of a batch of orders, all or none (one commit for all).
     An order that already has them (a retried intake, or another Master got there first) is skipped:
     its countdown row is not inserted again, so neither are its tasks. Returns how many were split now."""
     now = utcnow()
+    split = dict(max_attempts=max_attempts, now=now)
+    if is_sqlite(engine):
+        return split_in_transaction(engine, orders, split)
+    with autocommit(engine) as connection:
+        new = set(connection.execute(SPLIT_POSTGRESQL, dict(
+            split,
+            orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
+                               for o in orders]),
+            batch=json.dumps(fruit_rows(orders)),
+        )).scalars())
+    return len(new)
+
+
+def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) -> int:
+    """SQLite: the countdown rows, then the tasks of the orders that got one, in one transaction."""
     with transaction(engine) as session:
         connection = session.connection()
-        new = set(connection.execute(ADD_SALADS[connection.dialect.name], [
+        new = set(connection.execute(ADD_SALADS_SQLITE, [
             dict(order_id=o.order_id, total=len(o.fruits), remaining=len(o.fruits), status=OrderStatus.IN_PROGRESS,
                  ordered_at=o.ordered_at, version=0, seed_collected=False)
             for o in orders
         ]).scalars())
-        if not new:
-            return 0
-        fruits = [
-            dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority)
-            for o in orders if o.order_id in new
-            for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
-        ]
-        connection.execute(SPLIT[connection.dialect.name],
-                           dict(batch=json.dumps(fruits), max_attempts=max_attempts, now=now))
-        notify_queued(session)
+        if new:
+            fruits = fruit_rows([o for o in orders if o.order_id in new])
+            connection.execute(SPLIT_SQLITE, dict(split, batch=json.dumps(fruits)))
     return len(new)
+
+
+def fruit_rows(orders: list[NewOrder]) -> list[dict]:
+    return [
+        dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority)
+        for o in orders
+        for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
+    ]
 
 
 # --- Claims --------------------------------------------------------------------------------------
