@@ -7,6 +7,7 @@ notification costs latency, never a task.
 
 import asyncio
 import logging
+from contextlib import suppress
 
 import psycopg
 
@@ -29,10 +30,9 @@ class QueueSignal:
         self._event = asyncio.Event()
 
     async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout=min(timeout, FALLBACK_POLL))
-        except TimeoutError:
-            pass
+        with suppress(TimeoutError):
+            async with asyncio.timeout(min(timeout, FALLBACK_POLL)):  # no task of its own, as wait_for makes
+                await self._event.wait()
 
 
 async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
