@@ -1,4 +1,5 @@
-"""Master's split of orders taken from Shared, on PostgreSQL: a retried intake creates nothing twice."""
+"""The intake on PostgreSQL: Master splits orders taken from Shared (a retried intake creates nothing twice)
+and confirms them to Shared."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -6,7 +7,10 @@ from datetime import UTC, datetime
 
 import psycopg
 from salad.core.db import make_engine, sqlalchemy_url
+from salad.core.models import OrderStatus
 from salad.master import tasks
+from salad.shared import orders
+from salad.shared.schemas import OrderReport
 
 
 def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:
@@ -31,12 +35,13 @@ def test_orders_split_again_after_a_retried_intake_are_skipped_and_the_new_ones_
 
 def test_an_order_another_master_is_splitting_is_left_to_it(postgres_url):
     other = psycopg.connect(postgres_url)
-    other.execute("INSERT INTO salads (order_id, total, remaining, status, ordered_at, version, seed_collected)"
-                  " VALUES (1, 1, 1, 'in_progress', now(), 0, false)")  # its transaction is still open
+    other.execute("INSERT INTO salads (order_id, total, remaining, status, ordered_at, version,"
+                  " seed_collected) VALUES (1, 1, 1, 'in_progress', now(), 0, false)")  # its transaction is open
     engine = make_engine(sqlalchemy_url(postgres_url))
     try:
         with ThreadPoolExecutor(1) as pool:
-            split = pool.submit(tasks.split_orders, engine, [new_order(1, ["apple"]), new_order(2, ["plum"])], 3)
+            both = [new_order(1, ["apple"]), new_order(2, ["plum"])]
+            split = pool.submit(tasks.split_orders, engine, both, 3)
             time.sleep(0.5)
             assert not split.done(), "the split waits for the other Master's transaction"
             other.commit()
@@ -47,3 +52,18 @@ def test_an_order_another_master_is_splitting_is_left_to_it(postgres_url):
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute("SELECT order_id, count(*) FROM tasks GROUP BY 1 ORDER BY 1").fetchall()
     assert rows == [(2, 1)], "order 1's tasks are the other Master's to insert"
+
+
+def test_an_order_finished_before_master_confirmed_it_keeps_its_status_and_gets_accepted_at(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        order, _ = orders.create_order(engine, ["apple"])
+        # Master confirms split orders a moment after the split: a quick order's completion may come first.
+        orders.apply_reports(engine, [OrderReport(order_id=order.id, version=1, status=OrderStatus.COMPLETED,
+                                                  finished_at=datetime.now(UTC), preparation_time=0.01)])
+        assert orders.accept(engine, [order.id]) == {order.id: OrderStatus.COMPLETED}
+        stored = orders.get_order(engine, order.id)
+    finally:
+        engine.dispose()
+    assert stored.status == OrderStatus.COMPLETED
+    assert stored.accepted_at is not None

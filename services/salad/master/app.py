@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import httpx
 from fastapi import FastAPI
@@ -21,6 +21,7 @@ from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import QueueSignal, listen
 
 SHARED_TIMEOUT = httpx.Timeout(10.0)
+CONFIRM_ON_STOP_SECONDS = 2.0  # for the last split orders' confirmation to Shared
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ def build_app() -> FastAPI:
         headers = bearer_header(settings.master_token)
         async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
+        intake = Intake(engine, async_shared, settings, signal)
         loops = [
-            every(settings.intake_interval, Intake(engine, async_shared, settings, signal).step, "intake",
-                  wake=order_placed),
+            every(settings.intake_interval, intake.step, "intake", wake=order_placed),
+            every(settings.intake_interval, intake.accept_step, "intake confirmation", wake=intake.split_done),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
             every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
         ]
@@ -77,6 +79,8 @@ def build_app() -> FastAPI:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
+                await asyncio.wait_for(intake.accept_step(), CONFIRM_ON_STOP_SECONDS)
             await async_shared.aclose()
             sync_shared.close()
             engine.dispose()

@@ -4,6 +4,7 @@ Every replica runs all three; the database (SKIP LOCKED, leases, unique keys) ke
 piece of work twice.
 """
 
+import asyncio
 import logging
 import random
 from datetime import timedelta
@@ -24,17 +25,21 @@ from salad.shared.schemas import IntakeBatch, OrderReport
 
 OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
+ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
+ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
 
 log = logging.getLogger(__name__)
 
 
 class Intake:
-    """Takes pending orders from Shared over REST and splits each into one task per fruit."""
+    """Takes pending orders from Shared over REST, splits each into one task per fruit, then confirms them."""
 
     def __init__(self, engine: Engine, client: httpx.AsyncClient, settings: MasterSettings,
                  signal: QueueSignal) -> None:
         self.engine, self.client, self.settings, self.signal = engine, client, settings, signal
         self.rng = random.Random(settings.random_seed)
+        self.unconfirmed: list[int] = []  # orders split, not yet confirmed to Shared
+        self.split_done = asyncio.Event()  # wakes accept_step
 
     def execution_times(self, n: int) -> list[int]:
         """As in the seed: each fruit takes a random whole number of seconds in [min, max]."""
@@ -52,10 +57,27 @@ class Intake:
                  for o in orders]
         await to_thread.run_sync(tasks.split_orders, self.engine, batch, self.settings.max_attempts)
         self.signal.fire()
-        accepted = await self.client.post("/internal/v1/orders/accept", json={"ids": [o.id for o in orders]})
-        accepted.raise_for_status()
-        log.info("took %d order(s) from Shared", len(orders))
+        self.unconfirmed.extend(o.id for o in orders)
+        self.split_done.set()
         return len(orders) == INTAKE_BATCH
+
+    async def accept_step(self) -> bool:
+        """Confirm split orders to Shared, which then no longer hands them out, ACCEPT_LINGER after a split.
+
+        Sent at once, its HTTP call held the event loop and the GIL just when the claims the split woke needed
+        them (traced in the dispatch benchmark: 3.9 ms from wake-up to claim, 1 ms with the call deferred).
+        Orders split meanwhile go in the same call. One not confirmed (Master stopped, Shared unreachable) is handed out again when its intake
+        lease expires; the split then skips it and it is confirmed again.
+        """
+        if not self.unconfirmed:
+            return False
+        await asyncio.sleep(ACCEPT_LINGER)
+        ids = self.unconfirmed[:ACCEPT_BATCH]
+        response = await self.client.post("/internal/v1/orders/accept", json={"ids": ids})
+        response.raise_for_status()
+        del self.unconfirmed[:len(ids)]  # only once confirmed: a failed or cancelled call leaves them to retry
+        log.info("took %d order(s) from Shared", len(ids))
+        return bool(self.unconfirmed)
 
 
 class Reaper:

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -156,11 +156,15 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
 
 
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
-    """Master has split these orders into tasks. Idempotent. Returns each known order's status."""
+    """Master has split these orders into tasks. Idempotent. Returns each known order's status.
+
+    Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
+    its status and still gets its accepted_at."""
     with transaction(engine) as session:
         session.execute(
-            update(Order).where(Order.id.in_(order_ids), Order.status == OrderStatus.PENDING)
-            .values(status=OrderStatus.IN_PROGRESS, accepted_at=utcnow(), intake_lease_until=None)
+            update(Order).where(Order.id.in_(order_ids), Order.accepted_at.is_(None))
+            .values(status=case((Order.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS), else_=Order.status),
+                    accepted_at=utcnow(), intake_lease_until=None)
         )
         return dict(session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids))).all())
 
