@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from salad.core.db import TASKS_CHANNEL, autocommit, is_sqlite, json_rows, notify, transaction, utcnow
@@ -219,14 +219,15 @@ def fruit_rows(orders: list[NewOrder]) -> list[dict]:
 # --- Claims --------------------------------------------------------------------------------------
 def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
           timeout_seconds: float) -> list[LeasedTask]:
-    """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement."""
-    with transaction(engine) as session:
-        return claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+    """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement, committed by itself (the
+    claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks)."""
+    with autocommit(engine) as connection:
+        return claim_in(connection, worker, max_tasks, lease_seconds, timeout_seconds)
 
 
-def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float,
+def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds: float,
              timeout_seconds: float) -> list[LeasedTask]:
-    """The claim statement, in the caller's transaction.
+    """The claim statement, on the caller's connection (in its transaction, if any).
 
     Hand-out order: priority, then oldest order first, then longest fruit first within an order.
     """
@@ -235,7 +236,6 @@ def claim_in(session: Session, worker: str, max_tasks: int, lease_seconds: float
     now = utcnow()
     lease_id = str(uuid4())
     expires = now + timedelta(seconds=lease_seconds)
-    connection = session.connection()
     rows = connection.execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
                                           worker_name=worker, now=now)).all()
     for row in rows:
@@ -289,7 +289,7 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     """Record a worker's results and lease it more tasks in one transaction: one round trip, one commit."""
     with transaction(engine) as session:
         acks, done = record_results(session, reports)
-        leased = claim_in(session, worker, max_tasks, lease_seconds, timeout_seconds)
+        leased = claim_in(session.connection(), worker, max_tasks, lease_seconds, timeout_seconds)
         count_down(session, done)
         return acks, leased
 

@@ -10,7 +10,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from salad.core.db import ORDERS_CHANNEL, notify, snapshot, transaction, utcnow
+from salad.core.db import ORDERS_CHANNEL, autocommit, notify, snapshot, transaction, utcnow
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
 from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
@@ -145,8 +145,8 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    with transaction(engine) as session:
-        rows = session.execute(
+    with autocommit(engine) as connection:  # one statement: no BEGIN and COMMIT round trips
+        rows = connection.execute(
             update(Order).where(Order.id.in_(claimable.scalar_subquery()))
             .values(intake_lease_until=now + timedelta(seconds=lease_seconds))
             .returning(Order.id, Order.fruits, Order.priority, Order.created_at)
