@@ -66,4 +66,4 @@ def test_an_order_finished_before_master_confirmed_it_keeps_its_status_and_gets_
     finally:
         engine.dispose()
     assert stored.status == OrderStatus.COMPLETED
-    assert stored.accepted_at is not None
+    assert stored.accepted_at == stored.completed_at, "accepted no later than completed"

@@ -99,8 +99,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
 def autocommit(engine: Engine) -> Iterator[Connection]:
     """A connection whose every statement commits on its own: for a unit of work that is one statement,
     it saves the round trips of BEGIN and COMMIT."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        yield connection
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")  # set in place, reset at check-in
 
 
 @contextmanager

@@ -80,7 +80,7 @@ def build_app() -> FastAPI:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
-                await asyncio.wait_for(intake.accept_step(), CONFIRM_ON_STOP_SECONDS)
+                await asyncio.wait_for(intake.confirm_all(), CONFIRM_ON_STOP_SECONDS)
             await async_shared.aclose()
             sync_shared.close()
             engine.dispose()

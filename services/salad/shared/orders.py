@@ -159,12 +159,14 @@ def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
     Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and still gets its accepted_at."""
+    its status and gets an accepted_at no later than its completion."""
+    now = utcnow()
     with transaction(engine) as session:
         session.execute(
             update(Order).where(Order.id.in_(order_ids), Order.accepted_at.is_(None))
             .values(status=case((Order.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS), else_=Order.status),
-                    accepted_at=utcnow(), intake_lease_until=None)
+                    accepted_at=case((Order.completed_at < now, Order.completed_at), else_=now),
+                    intake_lease_until=None)
         )
         return dict(session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids))).all())
 
