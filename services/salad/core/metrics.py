@@ -5,6 +5,8 @@ orders by status) are read from the database at scrape time by each service's co
 replica reports the same value: dashboards take max(), never sum(), of them.
 """
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # From a millisecond to ten minutes: dispatch is fast, salads take minutes.
@@ -78,3 +80,14 @@ for _status in ("completed", "failed"):
     ORDERS_FINISHED.labels(_status)
 for _outcome in ("succeeded", "timed_out", "released", "lost"):
     WORKER_TASKS.labels(_outcome)
+
+
+def observe_by_label(histogram: Histogram, samples: Iterable[tuple[str, float]]) -> None:
+    """Observe a batch of (label, seconds) samples, looking each label's child up once: per sample, `labels()`
+    cost Master as much as the observation itself (a batch of results or claims has few distinct fruits)."""
+    children = {}
+    for label, seconds in samples:
+        child = children.get(label)
+        if child is None:
+            child = children[label] = histogram.labels(label)
+        child.observe(seconds)

@@ -38,6 +38,7 @@ from salad.core.metrics import (
     TASK_QUEUE_WAIT,
     TASK_RETRIES,
     TASKS_FINISHED,
+    observe_by_label,
 )
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
@@ -238,8 +239,7 @@ def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds:
     expires = now + timedelta(seconds=lease_seconds)
     rows = connection.execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
                                           worker_name=worker, now=now)).all()
-    for row in rows:
-        TASK_QUEUE_WAIT.labels(row.fruit).observe(seconds_between(row.queued_at, now))
+    observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, now)) for row in rows))
     rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
     return [  # built from the database's typed columns: nothing to validate
         LeasedTask.model_construct(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
@@ -333,9 +333,8 @@ def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[s
     connection = session.connection()
     batch = json.dumps([{"id": r.id, "lease_id": str(r.lease_id), "result": r.result} for r in successes])
     rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=batch, now=now)).all()
-    for row in rows:
-        TASK_EXECUTION.labels(row.fruit).observe(seconds_between(row.claimed_at, now))
-        TASK_LATENCY.labels(row.fruit).observe(seconds_between(row.created_at, now))
+    observe_by_label(TASK_EXECUTION, ((row.fruit, seconds_between(row.claimed_at, now)) for row in rows))
+    observe_by_label(TASK_LATENCY, ((row.fruit, seconds_between(row.created_at, now)) for row in rows))
     TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc(len(rows))
     return {row.id for row in rows}, Counter(row.order_id for row in rows)
 
