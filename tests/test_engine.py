@@ -2,6 +2,7 @@
 pooled connection is pinged before use only after sitting idle."""
 
 import time
+from contextlib import ExitStack
 
 import psycopg
 import pytest
@@ -27,46 +28,50 @@ def test_planner_settings_hold_on_every_pooled_connection_after_rollbacks(postgr
     assert seen == ["off"] * 7
 
 
-def backend_pid(engine) -> int:
-    with engine.connect() as connection:
-        return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+def backend_pids(engine, count: int) -> set[int]:
+    """The server processes behind `count` pooled connections checked out at once."""
+    with ExitStack() as stack:
+        connections = [stack.enter_context(engine.connect()) for _ in range(count)]
+        return {c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in connections}
 
 
-def terminate(postgres_url: str, pid: int) -> None:
+def terminate(postgres_url: str, pids: set[int]) -> None:
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    time.sleep(0.1)  # the backend is gone before the pool hands its connection out again
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # returns once the backend is gone
 
 
-def test_a_pooled_connection_is_pinged_only_after_sitting_idle_and_a_dead_one_is_replaced(postgres_url, monkeypatch):
-    engine = make_engine(sqlalchemy_url(postgres_url), pool_size=1)
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle_and_a_dead_one_renews_the_pool(
+        postgres_url, monkeypatch):
+    engine = make_engine(sqlalchemy_url(postgres_url), pool_size=2)
     pings = []
     real_ping = engine.dialect.do_ping
     monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
-    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.3)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 1.0)
     try:
-        first = backend_pid(engine)  # a new connection: alive, not pinged
-        assert backend_pid(engine) == first and pings == [], "used again at once: no ping"
+        first = backend_pids(engine, 2)  # two new connections: alive, not pinged
+        assert backend_pids(engine, 1) < first and pings == [], "used again at once: no ping"
 
-        time.sleep(0.4)
-        assert backend_pid(engine) == first and len(pings) == 1, "idle past the window: pinged, still alive"
+        time.sleep(1.2)
+        assert backend_pids(engine, 1) < first and len(pings) == 1, "idle past the window: pinged, still alive"
 
         terminate(postgres_url, first)
-        time.sleep(0.4)
-        second = backend_pid(engine)  # the ping finds it dead: a new connection, and no error
-        assert second != first and len(pings) == 2
+        time.sleep(1.2)
+        # Both idle past the window, both dead: the first ping fails and renews the whole pool, so the other
+        # connection is replaced without a ping of its own; no error reaches the caller.
+        assert backend_pids(engine, 2).isdisjoint(first) and len(pings) == 2
     finally:
         engine.dispose()
 
 
 def test_a_connection_that_died_within_the_window_fails_once_then_the_pool_is_renewed(postgres_url, monkeypatch):
-    engine = make_engine(sqlalchemy_url(postgres_url), pool_size=1)
+    engine = make_engine(sqlalchemy_url(postgres_url), pool_size=2)
     monkeypatch.setattr(db, "PING_AFTER_IDLE", 60.0)
     try:
-        first = backend_pid(engine)
+        first = backend_pids(engine, 2)
         terminate(postgres_url, first)
         with pytest.raises(OperationalError):  # answered 503 by the services' error handler
-            backend_pid(engine)
-        assert backend_pid(engine) != first
+            backend_pids(engine, 1)
+        assert backend_pids(engine, 2).isdisjoint(first), "the other dead connection was replaced too"
     finally:
         engine.dispose()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.sql import Subquery
 from sqlmodel import Session, create_engine
 
@@ -72,9 +72,10 @@ def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = 
 
 def ping_when_idle(engine: Engine) -> None:
     """Ping a pooled connection before use only when it has been idle PING_AFTER_IDLE or longer (as HikariCP
-    does): `pool_pre_ping` pays a round trip on every checkout, ~1 ms of the dispatch latency here. One used
-    this recently that died since fails its statement instead: a 503, which clients retry, and SQLAlchemy
-    then replaces the pool's other connections."""
+    does): `pool_pre_ping` pays a round trip on every checkout, ~1 ms of the dispatch latency here. A dead
+    one found so renews the whole pool, as pre-ping does. One used this recently that died since fails its
+    first statement instead (nothing is committed: a 503 to the caller, or a background loop's step retried)
+    and SQLAlchemy then renews the pool."""
 
     @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
@@ -88,7 +89,7 @@ def ping_when_idle(engine: Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc  # the pool takes a new one
+            raise InvalidatePoolError(f"pooled connection is dead: {exc}") from exc  # the pool reconnects
 
 
 # as json_to_recordset names them (DateTime: PostgreSQL only, as an ISO 8601 string)
