@@ -29,10 +29,14 @@ class Job:
     def __init__(self, task: LeasedTask) -> None:
         self.task = task
         self.abort = asyncio.Event()
-        self.started = False  # holds a slot
+        self.started_at: float | None = None  # monotonic time it took a slot
         self.finished = False  # its result waits to be reported
         # A timer until the first heartbeat is due, then the task that beats: a short fruit needs no task.
         self.heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.started_at is not None
 
     def stop_heartbeats(self) -> None:
         if self.heartbeats is not None:
@@ -178,14 +182,21 @@ class Worker:
 
     async def linger(self) -> None:
         """Let fruits finishing about now join the batch (as Kafka's linger.ms): many short fruits then
-        go in one exchange, not one each. Waits at most RESULT_LINGER, and only while others are being
-        prepared: a worker whose slots are all free reports at once."""
+        go in one exchange, not one each. Waits at most RESULT_LINGER, and only while fruits that were being
+        prepared when the batch's first result came still are: a worker whose slots are all free, or whose
+        only fruit being prepared is the one held ahead that just took the freed slot, reports at once."""
+        first = self.finished[0].at
         deadline = time.monotonic() + RESULT_LINGER
         await asyncio.sleep(0)
-        while self.preparing and (remaining := deadline - time.monotonic()) > 0:
+        while self.preparing_since(first) and (remaining := deadline - time.monotonic()) > 0:
             self.news.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.news.wait(), remaining)
+
+    def preparing_since(self, moment: float) -> bool:
+        """Is a fruit that took its slot at or before `moment` still being prepared?"""
+        return any(job.started_at is not None and job.started_at <= moment and not job.finished
+                   for job in self.jobs.values())
 
     def acknowledged(self, batch: list[Finished], acks: list[dict]) -> None:
         """Count the outcomes of a reported batch and log its successes in one line: a line per task cost the
@@ -262,7 +273,7 @@ class Worker:
         if job.abort.is_set():
             self.slots.release()
             return False
-        job.started = True
+        job.started_at = time.monotonic()
         self.preparing += 1
         WORKER_BUSY_SLOTS.set(self.preparing)
         if self.finished:  # held results may be due: this may have been the last prefetched task
