@@ -119,6 +119,31 @@ def test_an_orders_results_recorded_at_the_same_time_complete_it_exactly_once(st
     assert completions(stack, placed["id"]) == [(1, "completed")]
 
 
+def test_concurrent_exchanges_finishing_the_same_orders_complete_each_exactly_once(stack, master):
+    placed = [order(stack, ["apple", "banana", "kiwi", "mango"] * 6) for _ in range(3)]
+    wait_until(lambda: sum(get_order(stack, p["id"])["counts"]["queued"] for p in placed) == 72, 20,
+               message="all three orders split")
+    tasks = claim(master, max_tasks=72)
+    done = {"outcome": "succeeded", "result": "ok"}
+    # eight batches, each with fruits of all three orders, in a different order in each batch
+    batches = [sorted(tasks[i::8], key=lambda t: (t["order_id"] * (1 if i % 2 else -1), t["id"])) for i in range(8)]
+
+    def report(batch: list[dict]) -> list[str]:
+        answer = exchange(master, [{"id": t["id"], "lease_id": t["lease_id"], **done} for t in batch],
+                          worker=f"w{len(batch)}")
+        return [a["status"] for a in answer["results"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [status for answer in pool.map(report, batches) for status in answer]
+
+    assert len(tasks) == 72 and statuses == ["succeeded"] * 72
+    for p in placed:
+        final = wait_final(stack, p["id"], timeout=10)
+        assert final["status"] == "completed" and final["counts"]["done"] == 24
+        assert final["preparation_time"] > 0
+        assert completions(stack, p["id"]) == [(1, "completed")]
+
+
 def test_fruits_finished_after_their_order_failed_count_when_it_resumes(stack, master):
     placed = order(stack, ["durian", "apple", "kiwi"])
     clumsy, *others = claim(master, max_tasks=3)  # the first to fail

@@ -10,18 +10,24 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
 
+from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     Integer,
     String,
     bindparam,
+    case,
+    cast,
     delete,
     func,
     insert,
     literal,
+    null,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -51,6 +57,7 @@ REAP_BATCH = 100
 PLANNER = {"enable_bitmapscan": "off"}
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 CANCELLED = "cancelled: its order failed"  # the error of queued fruits dropped with their order
+LEASED_TASKS = TypeAdapter(list[LeasedTask])
 
 
 # The hot path's statements, built once and run on the session's Core connection: building a statement and
@@ -150,6 +157,63 @@ COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it
 )
 
 
+def exchange_in_one_statement():
+    """PostgreSQL: a worker's successes recorded, their orders counted down (an order's last fruit completes
+    it and queues its report to Shared), and its next tasks leased, in one statement that commits by itself.
+
+    As statements in a transaction (BEGIN, successes, claim, a countdown per order, the completion and its
+    report, COMMIT) an exchange of 64 results and 64 claims cost Master 11 ms of CPU, against 7 ms now: on
+    this machine a round trip costs psycopg ~0.1 ms of CPU, and SQLAlchemy as much again. Does what
+    `count_down` and `change_state` do, in SQL; countdown rows are locked in order id order, so concurrent
+    exchanges cannot deadlock on them. One result set: `kind` tells a leased task, a recorded success and a
+    completed order apart.
+    """
+    salads, outbox, now = salads_table, Outbox.__table__, bindparam("now", type_=salads_table.c.finished_at.type)
+    succeeded = SUCCEED["postgresql"].cte("succeeded")
+    done = select(succeeded.c.order_id, func.count().label("fruits")).group_by(succeeded.c.order_id).cte("done")
+    left = salads.c.remaining - done.c.fruits  # counts a failed order's late results too, as COUNT_DOWN does
+    locked = (
+        select(salads.c.order_id, left.label("remaining"), salads.c.ordered_at,
+               ((left <= 0) & (salads.c.status == OrderStatus.IN_PROGRESS)).label("completes"))
+        .join_from(salads, done, salads.c.order_id == done.c.order_id)
+        .order_by(salads.c.order_id).with_for_update(of=salads)
+        .cte("locked")
+    )
+    completes = locked.c.completes
+    preparation = func.greatest(0, cast(func.extract("epoch", now - locked.c.ordered_at), Float))
+    counted = (
+        update(salads).where(salads.c.order_id == locked.c.order_id)
+        .values(remaining=locked.c.remaining, version=salads.c.version + cast(completes, Integer),
+                status=case((completes, OrderStatus.COMPLETED.value), else_=salads.c.status),
+                finished_at=case((completes, now), else_=salads.c.finished_at),
+                preparation_time=case((completes, preparation), else_=salads.c.preparation_time))
+        .returning(salads.c.order_id, salads.c.version, salads.c.finished_at, salads.c.preparation_time, completes)
+        .cte("counted")
+    )
+    reported = (
+        insert(outbox).from_select(
+            ["order_id", "version", "status", "finished_at", "preparation_time", "attempts", "next_attempt_at"],
+            select(counted.c.order_id, counted.c.version, literal(OrderStatus.COMPLETED.value),
+                   counted.c.finished_at, counted.c.preparation_time, literal(0), counted.c.finished_at)
+            .where(counted.c.completes))
+        .returning(outbox.c.order_id)
+        .cte("reported")
+    )
+    claimed = CLAIM.cte("claimed")
+    return union_all(
+        select(literal("leased").label("kind"), claimed.c.id, claimed.c.order_id, claimed.c.fruit,
+               claimed.c.execution_time, claimed.c.attempts, claimed.c.priority, claimed.c.queued_at,
+               null().label("claimed_at"), null().label("created_at")),
+        select(literal("succeeded"), succeeded.c.id, succeeded.c.order_id, succeeded.c.fruit, null(), null(), null(),
+               null(), succeeded.c.claimed_at, succeeded.c.created_at),
+        select(literal("completed"), null(), reported.c.order_id, null(), null(), null(), null(), null(), null(),
+               null()),
+    )
+
+
+EXCHANGE_POSTGRESQL = exchange_in_one_statement()
+
+
 class TaskNotFound(Exception):
     pass
 
@@ -234,19 +298,26 @@ def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds:
     """
     if max_tasks <= 0:
         return []
+    terms = lease_terms(worker, max_tasks, lease_seconds)
+    return leased_tasks(connection.execute(CLAIM, terms).all(), terms, timeout_seconds)
+
+
+def lease_terms(worker: str, max_tasks: int, lease_seconds: float) -> dict:
+    """The parameters of a claim: a new lease id for all the tasks it leases, and when that lease expires."""
     now = utcnow()
-    lease_id = str(uuid4())
-    expires = now + timedelta(seconds=lease_seconds)
-    rows = connection.execute(CLAIM, dict(max_tasks=max_tasks, lease=lease_id, expires=expires,
-                                          worker_name=worker, now=now)).all()
-    observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, now)) for row in rows))
-    rows.sort(key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
-    return [  # built from the database's typed columns: nothing to validate
-        LeasedTask.model_construct(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time,
-                                   attempt=r.attempts, lease_id=lease_id, lease_expires_at=expires,
-                                   timeout_seconds=timeout_seconds)
+    return dict(max_tasks=max_tasks, lease=str(uuid4()), expires=now + timedelta(seconds=lease_seconds),
+                worker_name=worker, now=now)
+
+
+def leased_tasks(rows, terms: dict, timeout_seconds: float) -> list[LeasedTask]:
+    """The tasks a claim leased, in hand-out order (RETURNING keeps none); their wait in the queue observed."""
+    observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, terms["now"])) for row in rows))
+    rows = sorted(rows, key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
+    return LEASED_TASKS.validate_python([  # in one call to pydantic-core: 4x faster than model_construct per task
+        dict(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time, attempt=r.attempts,
+             lease_id=terms["lease"], lease_expires_at=terms["expires"], timeout_seconds=timeout_seconds)
         for r in rows
-    ]
+    ])
 
 
 def heartbeat(engine: Engine, task_id: int, lease_id: str, lease_seconds: float) -> LeaseState:
@@ -273,10 +344,7 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
                   error: str | None) -> LeaseState:
     """Record one worker's result. A repeated post of an already recorded result is answered the same."""
     report = Report(id=task_id, lease_id=lease_id, outcome=outcome, result=result, error=error)
-    with transaction(engine) as session:
-        acks, done = record_results(session, [report])
-        count_down(session, done)
-    ack = acks[0]
+    ack = record_apart(engine, [report])[task_id]
     if ack.status is None:
         raise TaskNotFound(task_id)
     if ack.lease_lost:
@@ -286,12 +354,51 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
 
 def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
              timeout_seconds: float) -> tuple[list[ResultAck], list[LeasedTask]]:
-    """Record a worker's results and lease it more tasks in one transaction: one round trip, one commit."""
+    """Record a worker's results and lease it more tasks, in one round trip for the worker.
+
+    On PostgreSQL the successes and the claim are one statement (EXCHANGE_POSTGRESQL). Failures are
+    recorded before it, so a fruit queued again can be leased by this same exchange; a success it did not
+    record (a stale lease, a retried post, an unknown task) is answered after it. On SQLite, one transaction.
+    """
+    if is_sqlite(engine):
+        with transaction(engine) as session:
+            acks, done = record_results(session, reports)
+            leased = claim_in(session.connection(), worker, max_tasks, lease_seconds, timeout_seconds)
+            count_down(session, done)
+            return acks, leased
+    first = first_reports(reports)
+    failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
+    answered = record_apart(engine, failures) if failures else {}
+    successes = sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
+    terms = lease_terms(worker, max_tasks, lease_seconds)
+    with autocommit(engine) as connection:
+        rows = connection.execute(EXCHANGE_POSTGRESQL, dict(terms, batch=success_batch(successes))).all()
+    leased = [row for row in rows if row.kind == "leased"]
+    succeeded = [row for row in rows if row.kind == "succeeded"]
+    observe_successes(succeeded, terms["now"])
+    if completed := sum(row.kind == "completed" for row in rows):
+        ORDERS_FINISHED_BY_MASTER.labels(OrderStatus.COMPLETED).inc(completed)
+    answered.update((row.id, ResultAck(id=row.id, status=TaskStatus.SUCCEEDED)) for row in succeeded)
+    unrecorded = [r for r in successes if r.id not in answered]
+    if unrecorded:
+        answered.update(record_apart(engine, unrecorded))
+    return [answered[r.id] for r in reports], leased_tasks(leased, terms, timeout_seconds)
+
+
+def record_apart(engine: Engine, reports: list[Report]) -> dict[int, ResultAck]:
+    """Record results in a transaction of their own; returns each task's acknowledgement."""
     with transaction(engine) as session:
         acks, done = record_results(session, reports)
-        leased = claim_in(session.connection(), worker, max_tasks, lease_seconds, timeout_seconds)
         count_down(session, done)
-        return acks, leased
+    return {ack.id: ack for ack in acks}
+
+
+def first_reports(reports: list[Report]) -> dict[int, Report]:
+    """Each task's first report: the same result twice in one batch is recorded and answered once."""
+    first: dict[int, Report] = {}
+    for report in reports:
+        first.setdefault(report.id, report)
+    return first
 
 
 def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
@@ -302,9 +409,7 @@ def record_results(session: Session, reports: list[Report]) -> tuple[list[Result
     acknowledgements and the fruits done per order, for `count_down` to apply last in the transaction.
     """
     now = utcnow()
-    first: dict[int, Report] = {}
-    for report in reports:
-        first.setdefault(report.id, report)  # the same result twice in one batch: answered once
+    first = first_reports(reports)
     successes = sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
     recorded, done = succeed(session, successes, now)
     acks = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in recorded}
@@ -331,16 +436,26 @@ def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[s
     if not successes:
         return set(), Counter()
     connection = session.connection()
-    batch = json.dumps([{"id": r.id, "lease_id": str(r.lease_id), "result": r.result} for r in successes])
-    rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=batch, now=now)).all()
+    rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=success_batch(successes), now=now)).all()
+    observe_successes(rows, now)
+    return {row.id for row in rows}, Counter(row.order_id for row in rows)
+
+
+def success_batch(successes: list[Report]) -> str:
+    """The successes as SUCCEED's JSON parameter."""
+    return json.dumps([{"id": r.id, "lease_id": str(r.lease_id), "result": r.result} for r in successes])
+
+
+def observe_successes(rows, now: datetime) -> None:
+    """Metrics of recorded successes (SUCCEED's rows): how long each ran, and since its creation."""
     observe_by_label(TASK_EXECUTION, ((row.fruit, seconds_between(row.claimed_at, now)) for row in rows))
     observe_by_label(TASK_LATENCY, ((row.fruit, seconds_between(row.created_at, now)) for row in rows))
     TASKS_FINISHED.labels(TaskStatus.SUCCEEDED).inc(len(rows))
-    return {row.id for row in rows}, Counter(row.order_id for row in rows)
 
 
 def count_down(session: Session, done: Counter) -> None:
     """Count the fruits done off their orders; an order's last one completes it in this same transaction.
+    (On PostgreSQL an exchange's successes are counted by EXCHANGE_POSTGRESQL, which does the same in SQL.)
 
     Run it last before the commit: an order's countdown row, which every result of that order updates,
     stays locked only until then. Orders are taken in id order, so concurrent batches cannot deadlock.
