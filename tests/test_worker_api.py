@@ -126,7 +126,8 @@ def test_concurrent_exchanges_finishing_the_same_orders_complete_each_exactly_on
     tasks = claim(master, max_tasks=72)
     done = {"outcome": "succeeded", "result": "ok"}
     # eight batches, each with fruits of all three orders, in a different order in each batch
-    batches = [sorted(tasks[i::8], key=lambda t: (t["order_id"] * (1 if i % 2 else -1), t["id"])) for i in range(8)]
+    batches = [sorted(tasks[i::8], key=lambda t: (t["order_id"] * (1 if i % 2 else -1), t["id"]))
+               for i in range(8)]
 
     def report(batch: list[dict]) -> list[str]:
         answer = exchange(master, [{"id": t["id"], "lease_id": t["lease_id"], **done} for t in batch],

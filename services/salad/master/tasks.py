@@ -168,9 +168,11 @@ def exchange_in_one_statement():
     exchanges cannot deadlock on them. One result set: `kind` tells a leased task, a recorded success and a
     completed order apart.
     """
-    salads, outbox, now = salads_table, Outbox.__table__, bindparam("now", type_=salads_table.c.finished_at.type)
+    salads, outbox = salads_table, Outbox.__table__
+    now = bindparam("now", type_=salads.c.finished_at.type)
     succeeded = SUCCEED["postgresql"].cte("succeeded")
-    done = select(succeeded.c.order_id, func.count().label("fruits")).group_by(succeeded.c.order_id).cte("done")
+    done = (select(succeeded.c.order_id, func.count().label("fruits"))
+            .group_by(succeeded.c.order_id).cte("done"))
     left = salads.c.remaining - done.c.fruits  # counts a failed order's late results too, as COUNT_DOWN does
     locked = (
         select(salads.c.order_id, left.label("remaining"), salads.c.ordered_at,
@@ -187,12 +189,14 @@ def exchange_in_one_statement():
                 status=case((completes, OrderStatus.COMPLETED.value), else_=salads.c.status),
                 finished_at=case((completes, now), else_=salads.c.finished_at),
                 preparation_time=case((completes, preparation), else_=salads.c.preparation_time))
-        .returning(salads.c.order_id, salads.c.version, salads.c.finished_at, salads.c.preparation_time, completes)
+        .returning(salads.c.order_id, salads.c.version, salads.c.finished_at, salads.c.preparation_time,
+                   completes)
         .cte("counted")
     )
     reported = (
         insert(outbox).from_select(
-            ["order_id", "version", "status", "finished_at", "preparation_time", "attempts", "next_attempt_at"],
+            ["order_id", "version", "status", "finished_at", "preparation_time", "attempts",
+             "next_attempt_at"],
             select(counted.c.order_id, counted.c.version, literal(OrderStatus.COMPLETED.value),
                    counted.c.finished_at, counted.c.preparation_time, literal(0), counted.c.finished_at)
             .where(counted.c.completes))
@@ -204,10 +208,10 @@ def exchange_in_one_statement():
         select(literal("leased").label("kind"), claimed.c.id, claimed.c.order_id, claimed.c.fruit,
                claimed.c.execution_time, claimed.c.attempts, claimed.c.priority, claimed.c.queued_at,
                null().label("claimed_at"), null().label("created_at")),
-        select(literal("succeeded"), succeeded.c.id, succeeded.c.order_id, succeeded.c.fruit, null(), null(), null(),
-               null(), succeeded.c.claimed_at, succeeded.c.created_at),
-        select(literal("completed"), null(), reported.c.order_id, null(), null(), null(), null(), null(), null(),
-               null()),
+        select(literal("succeeded"), succeeded.c.id, succeeded.c.order_id, succeeded.c.fruit, null(), null(),
+               null(), null(), succeeded.c.claimed_at, succeeded.c.created_at),
+        select(literal("completed"), null(), reported.c.order_id, null(), null(), null(), null(), null(),
+               null(), null()),
     )
 
 
@@ -310,10 +314,12 @@ def lease_terms(worker: str, max_tasks: int, lease_seconds: float) -> dict:
 
 
 def leased_tasks(rows, terms: dict, timeout_seconds: float) -> list[LeasedTask]:
-    """The tasks a claim leased, in hand-out order (RETURNING keeps none); their wait in the queue observed."""
-    observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, terms["now"])) for row in rows))
+    """The tasks a claim leased, in hand-out order (RETURNING keeps none), their wait in the queue observed.
+    Validated in one call to pydantic-core: 4x faster than `model_construct` task by task."""
+    now = terms["now"]
+    observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, now)) for row in rows))
     rows = sorted(rows, key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
-    return LEASED_TASKS.validate_python([  # in one call to pydantic-core: 4x faster than model_construct per task
+    return LEASED_TASKS.validate_python([
         dict(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time, attempt=r.attempts,
              lease_id=terms["lease"], lease_expires_at=terms["expires"], timeout_seconds=timeout_seconds)
         for r in rows
@@ -436,7 +442,8 @@ def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[s
     if not successes:
         return set(), Counter()
     connection = session.connection()
-    rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=success_batch(successes), now=now)).all()
+    batch = success_batch(successes)
+    rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=batch, now=now)).all()
     observe_successes(rows, now)
     return {row.id for row in rows}, Counter(row.order_id for row in rows)
 
