@@ -1,13 +1,14 @@
 """Database engine and sessions: PostgreSQL (psycopg 3) in deployments, SQLite as the embedded default."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.sql import Subquery
 from sqlmodel import Session, create_engine
 
@@ -16,6 +17,7 @@ PING_AFTER_IDLE = 0.5  # seconds a pooled connection may sit unused and still be
 LAST_USED = "salad_last_used"  # key in a pooled connection's info: when it was last known alive
 TASKS_CHANNEL = "salad_tasks"  # tasks were queued: wakes long-polling claims on every Master replica
 ORDERS_CHANNEL = "salad_orders"  # an order was placed: wakes every Master's intake
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -74,8 +76,8 @@ def ping_when_idle(engine: Engine) -> None:
     """Ping a pooled connection before use only when it has been idle PING_AFTER_IDLE or longer (as HikariCP
     does): `pool_pre_ping` pays a round trip on every checkout, ~1 ms of the dispatch latency here. A dead
     one found so renews the whole pool, as pre-ping does. One used this recently that died since fails its
-    first statement instead (nothing is committed: a 503 to the caller, or a background loop's step retried)
-    and SQLAlchemy then renews the pool."""
+    first statement instead (nothing is committed: a 503 to the caller, or a background loop's step retried,
+    or the work run again by `again_if_disconnected`) and SQLAlchemy then renews the pool."""
 
     @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
@@ -90,6 +92,17 @@ def ping_when_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
             raise InvalidatePoolError(f"pooled connection is dead: {exc}") from exc  # the pool reconnects
+
+
+def again_if_disconnected(work: Callable[[], T]) -> T:
+    """Run `work`, and once more if its connection turned out dead (see `ping_when_idle`): SQLAlchemy has
+    renewed the pool by then. Only for work that is safe to repeat even if its commit went through."""
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return work()
 
 
 # as json_to_recordset names them (DateTime: PostgreSQL only, as an ISO 8601 string)

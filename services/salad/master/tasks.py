@@ -34,7 +34,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from salad.core.db import TASKS_CHANNEL, autocommit, is_sqlite, json_rows, notify, transaction, utcnow
+from salad.core.db import (
+    TASKS_CHANNEL,
+    again_if_disconnected,
+    autocommit,
+    is_sqlite,
+    json_rows,
+    notify,
+    transaction,
+    utcnow,
+)
 from salad.core.fields import MAX_TEXT
 from salad.core.metrics import (
     LEASE_EXPIRIES,
@@ -252,14 +261,19 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> i
     split = dict(max_attempts=max_attempts, now=now)
     if is_sqlite(engine):
         return split_in_transaction(engine, orders, split)
-    with autocommit(engine) as connection:
-        new = set(connection.execute(SPLIT_POSTGRESQL, dict(
-            split,
-            orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
-                               for o in orders]),
-            batch=json.dumps(fruit_rows(orders)),
-        )).scalars())
-    return len(new)
+    split.update(
+        orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
+                           for o in orders]),
+        batch=json.dumps(fruit_rows(orders)),
+    )
+
+    def split_now() -> int:
+        with autocommit(engine) as connection:
+            return len(set(connection.execute(SPLIT_POSTGRESQL, split).scalars()))  # a row per task
+
+    # safe to repeat (orders split already are skipped); if it failed, the orders, leased to this Master by
+    # Shared, would wait for that lease to expire (SALAD_INTAKE_LEASE_SECONDS) before another try
+    return again_if_disconnected(split_now)
 
 
 def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) -> int:
