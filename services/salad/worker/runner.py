@@ -12,7 +12,7 @@ from contextlib import suppress
 
 from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 from salad.core.settings import WorkerSettings
-from salad.master.schemas import LeasedTask
+from salad.master.schemas import LeasedTask, ResultAck
 from salad.worker.client import Finished, LeaseLost, MasterClient
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
@@ -198,12 +198,12 @@ class Worker:
         return any(job.started_at is not None and job.started_at <= moment and not job.finished
                    for job in self.jobs.values())
 
-    def acknowledged(self, batch: list[Finished], acks: list[dict]) -> None:
+    def acknowledged(self, batch: list[Finished], acks: list[ResultAck]) -> None:
         """Count the outcomes of a reported batch and log its successes in one line: a line per task cost the
         worker more CPU than preparing and reporting a short task did."""
         prepared = []
         for finished, ack in zip(batch, acks, strict=True):
-            if ack["lease_lost"] or ack["status"] is None:
+            if ack.lease_lost or ack.status is None:
                 log.warning("task %d: lease lost, result dropped", finished.task.id)
                 WORKER_TASKS.labels("lost").inc()
                 continue
