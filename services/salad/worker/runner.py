@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections import Counter
 from contextlib import suppress
 
 from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
@@ -96,6 +97,7 @@ class Worker:
 
     async def run(self) -> None:
         WORKER_SLOTS.set(self.settings.slots)
+        WORKER_BUSY_SLOTS.set_function(lambda: self.preparing)  # read when scraped, not set on every change
         beats = asyncio.create_task(self.beat_forever())
         try:
             await self.work_until_stopped()
@@ -199,17 +201,19 @@ class Worker:
                    for job in self.jobs.values())
 
     def acknowledged(self, batch: list[Finished], acks: list[ResultAck]) -> None:
-        """Count the outcomes of a reported batch and log its successes in one line: a line per task cost the
-        worker more CPU than preparing and reporting a short task did."""
-        prepared = []
+        """Count the outcomes of a reported batch (once per outcome) and log its successes in one line: a
+        line per task cost the worker more CPU than preparing and reporting a short task did."""
+        prepared, outcomes = [], Counter()
         for finished, ack in zip(batch, acks, strict=True):
             if ack.lease_lost or ack.status is None:
                 log.warning("task %d: lease lost, result dropped", finished.task.id)
-                WORKER_TASKS.labels("lost").inc()
+                outcomes["lost"] += 1
                 continue
-            WORKER_TASKS.labels(finished.outcome).inc()
+            outcomes[finished.outcome] += 1
             if finished.outcome == "succeeded":
                 prepared.append(finished.task)
+        for outcome, count in outcomes.items():
+            WORKER_TASKS.labels(outcome).inc(count)
         if prepared:
             log.info("prepared %s", ", ".join(f"task {t.id} ({t.fruit}, order {t.order_id})" for t in prepared),
                      extra={"tasks": [{"task_id": t.id, "order_id": t.order_id, "fruit": t.fruit,
@@ -252,7 +256,6 @@ class Worker:
             self.jobs.pop(asyncio.current_task(), None)
             if not job.finished:  # handed back: its slot frees without a result to ask for its next task
                 self.unfilled = True
-            WORKER_BUSY_SLOTS.set(self.preparing)
             self.news.set()
 
     async def take_slot(self, job: Job) -> bool:
@@ -275,7 +278,6 @@ class Worker:
             return False
         job.started_at = time.monotonic()
         self.preparing += 1
-        WORKER_BUSY_SLOTS.set(self.preparing)
         if self.finished:  # held results may be due: this may have been the last prefetched task
             self.news.set()
         return True
