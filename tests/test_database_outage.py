@@ -1,8 +1,13 @@
 """PostgreSQL goes away while salads are being prepared: 503 with Retry-After meanwhile, nothing lost after."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import httpx
+import psycopg
 
 from tests.helpers import get_order, order, prepared_tasks, wait_final, wait_until
 
@@ -43,3 +48,26 @@ def test_services_answer_503_while_postgres_is_down_and_recover_without_losing_w
         assert httpx.get(f"{service.url}/readyz").status_code == 200
     again = order(stack, ["fig"])
     assert wait_final(stack, again["id"], timeout=30)["status"] == "completed"
+
+
+def test_the_cli_orders_and_follows_through_a_database_restart(make_stack, postgres_url,
+                                                                restartable_postgres):
+    stack = make_stack(postgres_url, workers=1, slots=2, time_scale=0.01, env=OUTAGE)
+    restartable_postgres.stop()
+    try:
+        ordering = subprocess.Popen(
+            [sys.executable, "-m", "salad", "order", "guava", "lychee", "--wait", "--json",
+             "--shared-url", stack.shared_url], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "SALAD_CLIENT_TOKEN": stack.client_token})
+        time.sleep(3)  # Shared answers 503 meanwhile: the CLI waits its Retry-After and asks again
+    finally:
+        restartable_postgres.start_server()
+    out, err = ordering.communicate(timeout=60)
+
+    assert ordering.returncode == 0, err
+    assert "answered 503: trying again in 2 s" in err
+    final = json.loads(out)
+    assert final["status"] == "completed" and final["fruits"] == ["guava", "lychee"]
+    with psycopg.connect(stack.database_url) as conn:
+        guavas = conn.execute("SELECT count(*) FROM orders WHERE fruits::text LIKE '%guava%'").fetchone()[0]
+    assert guavas == 1, "the retried order was created once"

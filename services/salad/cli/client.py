@@ -1,5 +1,6 @@
 """The CLI's view of Shared and Master: order, follow and list salads over the public API."""
 
+import sys
 import time
 import uuid
 
@@ -11,18 +12,34 @@ from salad.core.auth import bearer_header
 
 POLL_INTERVAL = 0.25  # seconds between status reads while following an order
 FINAL = ("completed", "failed")
+RETRY_FOR = 30.0  # seconds a request is tried again while the service answers "unavailable for now"
+UNAVAILABLE = (502, 503, 504)  # the services say 503 (with Retry-After) while their database is away
 
 
 class ServiceError(Exception):
     """A service could not be reached or refused the request: the message says which and why."""
 
 
-def call(method: str, url: str, token: str | None, headers: dict | None = None, **kwargs) -> httpx.Response:
+def call(method: str, url: str, token: str | None, headers: dict | None = None, retry: bool = False,
+         **kwargs) -> httpx.Response:
+    """Send a request; a 4xx or 5xx, or a service out of reach, raises ServiceError saying why.
+
+    With `retry` (for requests safe to repeat), a 502, 503 or 504 is tried again after its Retry-After for up
+    to RETRY_FOR seconds, so an order or a follow outlives a database restart. A service out of reach is
+    reported at once: most often the URL is wrong.
+    """
     headers = {**(headers or {}), **bearer_header(token)}
-    try:
-        response = httpx.request(method, url, timeout=15, headers=headers, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"cannot reach {url}: {exc}") from exc
+    deadline = time.monotonic() + RETRY_FOR
+    while True:
+        try:
+            response = httpx.request(method, url, timeout=15, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach {url}: {exc}") from exc
+        pause = retry_after(response)
+        if not retry or response.status_code not in UNAVAILABLE or time.monotonic() + pause > deadline:
+            break
+        print(f"{method} {url} answered {response.status_code}: trying again in {pause:g} s", file=sys.stderr)
+        time.sleep(pause)
     if response.status_code >= 400:
         try:
             detail = response.json().get("message") or response.json().get("detail")
@@ -33,24 +50,30 @@ def call(method: str, url: str, token: str | None, headers: dict | None = None, 
     return response
 
 
+def retry_after(response: httpx.Response) -> float:
+    """Seconds the service asks to wait before trying again (Retry-After in seconds), else one."""
+    value = response.headers.get("retry-after", "")
+    return min(float(value), RETRY_FOR) if value.isdigit() else 1.0
+
+
 def order(shared_url: str, token: str | None, fruits: list[str], priority: int = 0) -> dict:
     """Create an order; the idempotency key makes a retried request create one order."""
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     body = {"fruits": fruits, "priority": priority}
-    return call("POST", f"{shared_url}/v1/orders", token, json=body, headers=headers).json()
+    return call("POST", f"{shared_url}/v1/orders", token, json=body, headers=headers, retry=True).json()
 
 
 def status(shared_url: str, token: str | None, order_id: int) -> dict:
-    return call("GET", f"{shared_url}/v1/orders/{order_id}", token).json()
+    return call("GET", f"{shared_url}/v1/orders/{order_id}", token, retry=True).json()
 
 
 def workers(master_url: str, token: str | None) -> list[dict]:
-    return call("GET", f"{master_url}/v1/workers", token).json()
+    return call("GET", f"{master_url}/v1/workers", token, retry=True).json()
 
 
 def failed_tasks(master_url: str, token: str | None, order_id: int | None) -> list[dict]:
     params = {"status": "failed", **({"order_id": order_id} if order_id else {})}
-    return call("GET", f"{master_url}/v1/tasks", token, params=params).json()
+    return call("GET", f"{master_url}/v1/tasks", token, params=params, retry=True).json()
 
 
 def requeue(master_url: str, token: str | None, task_id: int | None, order_id: int | None) -> dict:
