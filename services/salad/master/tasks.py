@@ -389,7 +389,7 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
     answered = record_apart(engine, failures) if failures else {}
-    successes = sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
+    successes = successes_in(first)
     terms = lease_terms(worker, max_tasks, lease_seconds)
     with autocommit(engine) as connection:
         rows = connection.execute(EXCHANGE_POSTGRESQL, dict(terms, batch=success_batch(successes))).all()
@@ -421,6 +421,11 @@ def first_reports(reports: list[Report]) -> dict[int, Report]:
     return first
 
 
+def successes_in(first: dict[int, Report]) -> list[Report]:
+    """The reported successes, in task id order."""
+    return sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
+
+
 def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
     """Record results in a few statements whatever their number; each is acknowledged on its own.
 
@@ -430,7 +435,7 @@ def record_results(session: Session, reports: list[Report]) -> tuple[list[Result
     """
     now = utcnow()
     first = first_reports(reports)
-    successes = sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
+    successes = successes_in(first)
     recorded, done = succeed(session, successes, now)
     acks = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in recorded}
     others = sorted(task_id for task_id in first if task_id not in recorded)
