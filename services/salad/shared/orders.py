@@ -171,20 +171,30 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
     return sorted(orders, key=lambda o: (-o.priority, o.id))
 
 
+def accept_statements():
+    """accept's UPDATE of the orders Master split, and its look-up of their statuses."""
+    orders, now, ids = Order.__table__, bindparam("now"), bindparam("ids", expanding=True)
+    accept = (update(orders).where(orders.c.id.in_(ids), orders.c.accepted_at.is_(None))
+              .values(status=case((orders.c.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS),
+                                  else_=orders.c.status),
+                      accepted_at=case((orders.c.completed_at < now, orders.c.completed_at), else_=now),
+                      intake_lease_until=None))
+    return accept, select(orders.c.id, orders.c.status).where(orders.c.id.in_(ids))
+
+
+ACCEPT, STATUSES_OF = accept_statements()
+
+
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
     Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and gets an accepted_at no later than its completion."""
-    now = utcnow()
-    with transaction(engine) as session:
-        session.execute(
-            update(Order).where(Order.id.in_(order_ids), Order.accepted_at.is_(None))
-            .values(status=case((Order.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS), else_=Order.status),
-                    accepted_at=case((Order.completed_at < now, Order.completed_at), else_=now),
-                    intake_lease_until=None)
-        )
-        return dict(session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids))).all())
+    its status and gets an accepted_at no later than its completion. (Statements bound once, on the
+    connection: as an ORM UPDATE, a confirmation of 20 orders cost Shared 5.5 ms of CPU.)"""
+    values = dict(ids=order_ids, now=utcnow())
+    with engine.begin() as connection:
+        connection.execute(ACCEPT, values)
+        return dict(connection.execute(STATUSES_OF, values).all())
 
 
 def apply_report_statements():
