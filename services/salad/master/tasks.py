@@ -72,9 +72,18 @@ LEASED_TASKS = TypeAdapter(list[LeasedTask])
 # The hot path's statements, built once and run on the session's Core connection: building a statement and
 # the ORM's execution layer cost more CPU than PostgreSQL spends running it.
 tasks_table, salads_table = Task.__table__, Salad.__table__
+
+
+def status_is(status: TaskStatus):
+    """The status written into the SQL, not bound: a prepared statement's generic plan can then use the
+    partial indexes (`WHERE status = 'queued'`), and PostgreSQL stops planning the exchange afresh at each
+    run (1-2 ms; 0.7 ms less of its CPU per exchange of 64, ad hoc)."""
+    return tasks_table.c.status == literal(status.value, literal_execute=True)
+
+
 CLAIMABLE = (
     select(tasks_table.c.id)
-    .where(tasks_table.c.status == TaskStatus.QUEUED)
+    .where(status_is(TaskStatus.QUEUED))
     .order_by(tasks_table.c.priority.desc(), tasks_table.c.order_id, tasks_table.c.execution_time.desc(),
               tasks_table.c.id)
     .limit(bindparam("max_tasks"))
@@ -105,7 +114,7 @@ def succeed_statement(dialect: str):
     return (
         update(tasks_table)
         .where(tasks_table.c.id == batch.c.id, tasks_table.c.lease_id == batch.c.lease_id,
-               tasks_table.c.status == TaskStatus.RUNNING)
+               status_is(TaskStatus.RUNNING))
         .values(status=TaskStatus.SUCCEEDED, result=batch.c.result, finished_at=bindparam("now"),
                 lease_expires_at=None)
         .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.claimed_at,
