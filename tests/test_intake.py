@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
+from prometheus_client import REGISTRY
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.core.models import OrderStatus
 from salad.master import tasks
@@ -67,3 +68,26 @@ def test_an_order_finished_before_master_confirmed_it_keeps_its_status_and_gets_
         engine.dispose()
     assert stored.status == OrderStatus.COMPLETED
     assert stored.accepted_at == stored.completed_at, "accepted no later than completed"
+
+
+def test_reports_apply_in_version_order_each_once_and_unknown_orders_are_left_out(postgres_url):
+    def failures_counted() -> float:
+        return REGISTRY.get_sample_value("salad_orders_finished_total", {"status": "failed"})
+
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        order, _ = orders.create_order(engine, ["apple"])
+        orders.accept(engine, [order.id])
+        failed = OrderReport(order_id=order.id, version=1, status=OrderStatus.FAILED,
+                             finished_at=datetime.now(UTC), failure_reason="apple failed 3 times")
+        resumed = OrderReport(order_id=order.id, version=2, status=OrderStatus.IN_PROGRESS)
+        unknown = OrderReport(order_id=order.id + 1000, version=1, status=OrderStatus.COMPLETED)
+        before = failures_counted()
+        # Out of order in the batch: applied by version, so the order ends resumed, its failure counted once.
+        assert orders.apply_reports(engine, [resumed, unknown, failed]) == {order.id: OrderStatus.IN_PROGRESS}
+        assert orders.apply_reports(engine, [failed]) == {order.id: OrderStatus.IN_PROGRESS}, "an old report is a no-op"
+        stored = orders.get_order(engine, order.id)
+    finally:
+        engine.dispose()
+    assert failures_counted() == before + 1
+    assert (stored.status, stored.failure_reason) == (OrderStatus.IN_PROGRESS, None)
