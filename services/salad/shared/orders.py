@@ -150,51 +150,66 @@ def list_orders(engine: Engine, status: str | None, limit: int, before: int | No
         return [to_public(o, counts.get(o.id)) for o in orders]
 
 
-def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
-    """Lease pending orders to a Master; an order not confirmed in time is handed out again."""
-    now = utcnow()
+def intake_claim_statement():
+    """claim_for_intake's UPDATE: the next pending orders (highest priority first), leased to a Master."""
+    orders, now = Order.__table__, bindparam("now")
     claimable = (
-        select(Order.id)
-        .where(Order.status == OrderStatus.PENDING)
-        .where((Order.intake_lease_until.is_(None)) | (Order.intake_lease_until < now))
-        .order_by(Order.priority.desc(), Order.id)
-        .limit(limit)
+        select(orders.c.id)
+        .where(orders.c.status == OrderStatus.PENDING)
+        .where(orders.c.intake_lease_until.is_(None) | (orders.c.intake_lease_until < now))
+        .order_by(orders.c.priority.desc(), orders.c.id)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
-    with autocommit(engine) as connection:  # one statement: no BEGIN and COMMIT round trips
-        rows = connection.execute(
-            update(Order).where(Order.id.in_(claimable.scalar_subquery()))
-            .values(intake_lease_until=now + timedelta(seconds=lease_seconds))
-            .returning(Order.id, Order.fruits, Order.priority, Order.created_at)
-        ).all()
+    return (update(orders).where(orders.c.id.in_(claimable.scalar_subquery()))
+            .values(intake_lease_until=bindparam("until"))
+            .returning(orders.c.id, orders.c.fruits, orders.c.priority, orders.c.created_at))
+
+
+INTAKE_CLAIM = intake_claim_statement()
+
+
+def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
+    """Lease pending orders to a Master; an order not confirmed in time is handed out again.
+
+    One statement bound once, committing by itself: built per call through the ORM it cost Shared 3.1 ms of
+    CPU, on the path from a salad's order to its first fruit."""
+    now = utcnow()
+    with autocommit(engine) as connection:
+        rows = connection.execute(INTAKE_CLAIM, dict(now=now, limit=limit,
+                                                     until=now + timedelta(seconds=lease_seconds))).all()
     orders = [IntakeOrder(id=r.id, fruits=r.fruits, priority=r.priority, created_at=r.created_at) for r in rows]
     return sorted(orders, key=lambda o: (-o.priority, o.id))
 
 
-def accept_statements():
-    """accept's UPDATE of the orders Master split, and its look-up of their statuses."""
-    orders, now, ids = Order.__table__, bindparam("now"), bindparam("ids", expanding=True)
-    accept = (update(orders).where(orders.c.id.in_(ids), orders.c.accepted_at.is_(None))
-              .values(status=case((orders.c.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS),
-                                  else_=orders.c.status),
-                      accepted_at=case((orders.c.completed_at < now, orders.c.completed_at), else_=now),
-                      intake_lease_until=None))
-    return accept, select(orders.c.id, orders.c.status).where(orders.c.id.in_(ids))
+def accept_statement():
+    """accept's UPDATE: every known order of the batch, answered with its status; one already accepted (a
+    confirmation sent again) keeps what it has."""
+    orders, now = Order.__table__, bindparam("now")
+    first_time = orders.c.accepted_at.is_(None)
+    return (
+        update(orders).where(orders.c.id.in_(bindparam("ids", expanding=True)))
+        .values(status=case((orders.c.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS),
+                            else_=orders.c.status),
+                accepted_at=case((first_time & (orders.c.completed_at < now), orders.c.completed_at),
+                                 (first_time, now), else_=orders.c.accepted_at),
+                intake_lease_until=None)
+        .returning(orders.c.id, orders.c.status)
+    )
 
 
-ACCEPT, STATUSES_OF = accept_statements()
+ACCEPT = accept_statement()
 
 
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
     Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and gets an accepted_at no later than its completion. (Statements bound once, on the
-    connection: as an ORM UPDATE, a confirmation of 20 orders cost Shared 5.5 ms of CPU.)"""
-    values = dict(ids=order_ids, now=utcnow())
-    with engine.begin() as connection:
-        connection.execute(ACCEPT, values)
-        return dict(connection.execute(STATUSES_OF, values).all())
+    its status and gets an accepted_at no later than its completion. (One statement bound once, committing by
+    itself: as an ORM UPDATE and a SELECT in a transaction, a confirmation of 20 orders cost Shared 5.5 ms of
+    CPU; 0.9-1.5 ms so.)"""
+    with autocommit(engine) as connection:
+        return dict(connection.execute(ACCEPT, dict(ids=order_ids, now=utcnow())).all())
 
 
 def apply_report_statements():
