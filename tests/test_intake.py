@@ -85,7 +85,7 @@ def test_reports_apply_in_version_order_each_once_and_unknown_orders_are_left_ou
         before = failures_counted()
         # Out of order in the batch: applied by version, so the order ends resumed, its failure counted once.
         assert orders.apply_reports(engine, [resumed, unknown, failed]) == {order.id: OrderStatus.IN_PROGRESS}
-        assert orders.apply_reports(engine, [failed]) == {order.id: OrderStatus.IN_PROGRESS}, "an old report is a no-op"
+        assert orders.apply_reports(engine, [failed]) == {order.id: OrderStatus.IN_PROGRESS}, "old: a no-op"
         stored = orders.get_order(engine, order.id)
     finally:
         engine.dispose()

@@ -235,7 +235,8 @@ def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
     report, this 0.35 ms."""
     statuses: dict[int, str] = {}
     finished: list[OrderReport] = []
-    with engine.begin() as connection:
+    with transaction(engine) as session:
+        connection = session.connection()
         for report in sorted(reports, key=lambda r: (r.order_id, r.version)):  # orders locked in id order
             values = report.model_dump()
             changed = connection.execute(APPLY_REPORT, values).scalar()
