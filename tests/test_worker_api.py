@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 import pytest
+from salad.master.hand_out import Capacity, longest_first, plan
 
 from tests.helpers import get_order, order, wait_final, wait_until
 
@@ -45,6 +46,25 @@ def test_a_claim_leases_longest_fruits_first_and_a_result_completes_the_order(st
     final = wait_final(stack, placed["id"], timeout=10)
     assert final["status"] == "completed"
     assert final["preparation_time"] > 0
+
+
+def test_an_order_is_handed_out_in_the_order_planned_for_the_live_workers(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, env={"SALAD_RANDOM_SEED": "3"})
+    workers = [Capacity(slots=1, prefetch=1)] * 3
+    with httpx.Client(base_url=stack.master_url, timeout=30,
+                      headers={"Authorization": f"Bearer {stack.tokens['worker']}"}) as master:
+        for name in ("w1", "w2", "w3"):
+            assert master.put(f"/v1/workers/{name}", json={"slots": 1, "prefetch": 1}).status_code == 204
+        order(stack, [f"fruit-{i}" for i in range(10)])
+        handed_out = [claim(master, wait=10)[0]["id"] for _ in range(10)]  # one at a time: the queue's order
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute("SELECT id, position, execution_time FROM tasks ORDER BY position").fetchall()
+
+    times = [seconds for _, _, seconds in rows]
+    planned = sorted(range(len(times)), key=plan(times, workers).__getitem__)
+    assert planned != longest_first(times), "this order's plan differs from longest first"
+    position_of = {task_id: position for task_id, position, _ in rows}
+    assert [position_of[task_id] for task_id in handed_out] == planned
 
 
 def test_a_long_poll_is_answered_as_soon_as_a_task_is_queued(stack, master):

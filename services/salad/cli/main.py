@@ -135,11 +135,12 @@ def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", token
 @app.command()
 def workers(master_url: MasterUrl = "http://127.0.0.1:8000", token: Token = None,
             as_json: JsonOutput = False) -> None:
-    """List the workers Master knows, with their slots and load."""
+    """List the workers Master knows, with their slots, prefetch and load."""
     with service_errors():
         rows = client.workers(master_url, token or default_token())
-    show(rows, as_json, "workers", ("name", "slots", "busy", "live", "last seen"),
-         ((w["name"], str(w["slots"]), str(w["busy"]), "yes" if w["live"] else "no", w["last_seen"]) for w in rows))
+    show(rows, as_json, "workers", ("name", "slots", "prefetch", "busy", "live", "last seen"),
+         ((w["name"], str(w["slots"]), str(w["prefetch"]), str(w["busy"]), "yes" if w["live"] else "no",
+           w["last_seen"]) for w in rows))
 
 
 app.command()(watch.watch)

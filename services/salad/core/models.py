@@ -57,9 +57,9 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("order_id", "position", name="uq_tasks_order_position"),
         # The claim scans only queued rows, in hand-out order: priority, then first come first served,
-        # then longest fruit first within an order.
+        # then the rank planned within the order at its split (master/hand_out.py).
         Index(
-            "ix_tasks_queued", text("priority DESC"), "order_id", text("execution_time DESC"), "id",
+            "ix_tasks_queued", text("priority DESC"), "order_id", "hand_out_rank", "id",
             postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'"),
         ),
         Index(
@@ -74,6 +74,7 @@ class Task(SQLModel, table=True):
     fruit: str = Field(max_length=255)
     execution_time: int  # seconds, drawn as in the seed; workers scale it by SALAD_TIME_SCALE
     priority: int = 0
+    hand_out_rank: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # 0 is handed out first
     status: str = Field(default=TaskStatus.QUEUED, max_length=16)
     attempts: int = 0
     max_attempts: int
@@ -154,6 +155,7 @@ class Worker(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=255)
     slots: int
+    prefetch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # fruits it holds ahead
     busy: int = 0
     started_at: datetime
     last_seen: datetime = Field(index=True)

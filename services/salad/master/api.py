@@ -113,8 +113,8 @@ def release(task_id: TaskId, body: LeaseRef, request: Request):
 
 @router.put("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
 def worker_beat(name: Annotated[WorkerName, Path()], body: WorkerBeat, request: Request) -> None:
-    """A worker says it is alive, with its slots and how many are busy."""
-    registry.beat(request.app.state.engine, name, body.slots, body.busy)
+    """A worker says it is alive, with its slots, its prefetch and how many slots are busy."""
+    registry.beat(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
 
 
 @router.delete("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)

@@ -20,9 +20,9 @@ from salad.core.db import transaction, utcnow
 from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
-from salad.master import tasks
+from salad.master import hand_out, registry, tasks
 from salad.master.wakeup import QueueSignal
-from salad.shared.schemas import IntakeBatch, OrderReport
+from salad.shared.schemas import IntakeBatch, IntakeOrder, OrderReport
 
 OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
@@ -49,18 +49,28 @@ class Intake:
         return [self.rng.randint(low, high) for _ in range(n)]
 
     async def step(self) -> bool:
-        response = await self.client.post("/internal/v1/intake/claim", json={"limit": INTAKE_BATCH})
+        # the live workers, for the hand-out plan, are read while Shared answers: not on a salad's way
+        response, workers = await asyncio.gather(
+            self.client.post("/internal/v1/intake/claim", json={"limit": INTAKE_BATCH}),
+            to_thread.run_sync(registry.capacities, self.engine, self.settings.worker_ttl_seconds))
         response.raise_for_status()
         orders = IntakeBatch.model_validate(response.json()).orders
         if not orders:
             return False
-        batch = [tasks.NewOrder(o.id, o.fruits, self.execution_times(len(o.fruits)), o.priority, o.created_at)
-                 for o in orders]
-        await to_thread.run_sync(tasks.split_orders, self.engine, batch, self.settings.max_attempts)
+        await to_thread.run_sync(self.split, orders, workers)
         self.signal.fire()
         self.unconfirmed.update(dict.fromkeys(o.id for o in orders))  # one handed out again is listed once
         self.split_done.set()
         return len(orders) == INTAKE_BATCH
+
+    def split(self, orders: list[IntakeOrder], workers: list[hand_out.Capacity]) -> None:
+        """Draw each fruit's time, plan the hand-out for the live workers, and store the tasks."""
+        batch = []
+        for o in orders:
+            times = self.execution_times(len(o.fruits))
+            batch.append(tasks.NewOrder(o.id, o.fruits, times, o.priority, o.created_at,
+                                        hand_out_ranks=hand_out.plan(times, workers)))
+        tasks.split_orders(self.engine, batch, self.settings.max_attempts)
 
     async def accept_step(self) -> bool:
         """Confirm split orders to Shared, which then no longer hands them out, ACCEPT_LINGER after a split.

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from salad.core.db import is_sqlite, transaction, utcnow
 from salad.core.models import Task, TaskStatus, Worker
+from salad.master.hand_out import Capacity
 from salad.master.schemas import Stats, WorkerPublic
 
 
@@ -15,14 +16,14 @@ def upsert_dialect(engine: Engine):
     return sqlite if is_sqlite(engine) else postgresql
 
 
-def beat(engine: Engine, name: str, slots: int, busy: int) -> None:
+def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int = 0) -> None:
     """Record that a worker is alive, with its capacity and load."""
     now = utcnow()
     statement = upsert_dialect(engine).insert(Worker).values(
-        name=name, slots=slots, busy=busy, started_at=now, last_seen=now
+        name=name, slots=slots, prefetch=prefetch, busy=busy, started_at=now, last_seen=now
     )
     statement = statement.on_conflict_do_update(
-        index_elements=[Worker.name], set_=dict(slots=slots, busy=busy, last_seen=now)
+        index_elements=[Worker.name], set_=dict(slots=slots, prefetch=prefetch, busy=busy, last_seen=now)
     )
     with transaction(engine) as session:
         session.execute(statement)
@@ -40,10 +41,15 @@ def list_workers(engine: Engine, ttl_seconds: float, live_only: bool = False) ->
         query = query.where(Worker.last_seen >= since)
     with transaction(engine) as session:
         return [
-            WorkerPublic(name=w.name, slots=w.slots, busy=w.busy, started_at=w.started_at,
-                         last_seen=w.last_seen, live=w.last_seen >= since)
+            WorkerPublic(name=w.name, slots=w.slots, prefetch=w.prefetch, busy=w.busy,
+                         started_at=w.started_at, last_seen=w.last_seen, live=w.last_seen >= since)
             for w in session.scalars(query)
         ]
+
+
+def capacities(engine: Engine, ttl_seconds: float) -> list[Capacity]:
+    """The live workers' slots and prefetch, by name: what an order's hand-out is planned for."""
+    return [Capacity(w.slots, w.prefetch) for w in list_workers(engine, ttl_seconds, live_only=True)]
 
 
 def stats(engine: Engine, ttl_seconds: float) -> Stats:

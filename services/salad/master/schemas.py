@@ -82,11 +82,14 @@ class LeaseState(BaseModel):
 class WorkerBeat(StrictModel):
     slots: int = Field(ge=1, le=10_000)
     busy: int = Field(0, ge=0, le=10_000)
+    prefetch: int = Field(0, ge=0, le=10_000, description="Tasks it leases ahead of its free slots: Master "
+                          "plans an order's hand-out for the live workers' slots and prefetch.")
 
 
 class WorkerPublic(BaseModel):
     name: str
     slots: int
+    prefetch: int
     busy: int
     started_at: datetime
     last_seen: datetime

@@ -56,6 +56,7 @@ from salad.core.metrics import (
     observe_by_label,
 )
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
+from salad.master import hand_out
 from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
 
 REAP_BATCH = 100
@@ -84,7 +85,7 @@ def status_is(status: TaskStatus):
 CLAIMABLE = (
     select(tasks_table.c.id)
     .where(status_is(TaskStatus.QUEUED))
-    .order_by(tasks_table.c.priority.desc(), tasks_table.c.order_id, tasks_table.c.execution_time.desc(),
+    .order_by(tasks_table.c.priority.desc(), tasks_table.c.order_id, tasks_table.c.hand_out_rank,
               tasks_table.c.id)
     .limit(bindparam("max_tasks"))
     .with_for_update(skip_locked=True)
@@ -95,7 +96,8 @@ CLAIM = (
             lease_expires_at=bindparam("expires"), worker=bindparam("worker_name"),
             claimed_at=bindparam("now"))
     .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
-               tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority)
+               tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority,
+               tasks_table.c.hand_out_rank)
 )
 LOCK_REPORTED = (
     select(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.status,
@@ -126,15 +128,16 @@ def split_statement(dialect: str, new_orders=None):
     """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter); with
     `new_orders`, only those of the orders it holds."""
     batch = json_rows(dialect, dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
-                                    priority=Integer))
+                                    priority=Integer, hand_out_rank=Integer))
     now = bindparam("now", type_=tasks_table.c.created_at.type)
     fruits = select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
-                    literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"), now, now)
+                    batch.c.hand_out_rank, literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"),
+                    now, now)
     if new_orders is not None:
         fruits = fruits.join(new_orders, new_orders.c.order_id == batch.c.order_id)
     return insert(tasks_table).from_select(
-        ["order_id", "position", "fruit", "execution_time", "priority", "status", "attempts", "max_attempts",
-         "created_at", "queued_at"],
+        ["order_id", "position", "fruit", "execution_time", "priority", "hand_out_rank", "status", "attempts",
+         "max_attempts", "created_at", "queued_at"],
         fruits,
     )
 
@@ -225,11 +228,11 @@ def exchange_in_one_statement():
     return union_all(
         select(literal("leased").label("kind"), claimed.c.id, claimed.c.order_id, claimed.c.fruit,
                claimed.c.execution_time, claimed.c.attempts, claimed.c.priority, claimed.c.queued_at,
-               null().label("claimed_at"), null().label("created_at")),
+               null().label("claimed_at"), null().label("created_at"), claimed.c.hand_out_rank),
         select(literal("succeeded"), succeeded.c.id, succeeded.c.order_id, succeeded.c.fruit, null(), null(),
-               null(), null(), succeeded.c.claimed_at, succeeded.c.created_at),
+               null(), null(), succeeded.c.claimed_at, succeeded.c.created_at, null()),
         select(literal("completed"), null(), reported.c.order_id, null(), null(), null(), null(), null(),
-               null(), null()),
+               null(), null(), null()),
     )
 
 
@@ -260,6 +263,7 @@ class NewOrder(NamedTuple):
     execution_times: list[int]
     priority: int
     ordered_at: datetime
+    hand_out_ranks: list[int] | None = None  # planned at the split (hand_out.plan); None: longest first
 
 
 def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
@@ -302,9 +306,12 @@ def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) ->
 
 def fruit_rows(orders: list[NewOrder]) -> list[dict]:
     return [
-        dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority)
+        dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority,
+             hand_out_rank=rank)
         for o in orders
-        for i, (fruit, seconds) in enumerate(zip(o.fruits, o.execution_times, strict=True))
+        for i, (fruit, seconds, rank) in enumerate(zip(
+            o.fruits, o.execution_times, o.hand_out_ranks or hand_out.plan(o.execution_times, []), strict=True
+        ))
     ]
 
 
@@ -321,7 +328,7 @@ def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds:
              timeout_seconds: float) -> list[LeasedTask]:
     """The claim statement, on the caller's connection (in its transaction, if any).
 
-    Hand-out order: priority, then oldest order first, then longest fruit first within an order.
+    Hand-out order: priority, then oldest order first, then the rank planned at the split within an order.
     """
     if max_tasks <= 0:
         return []
@@ -341,7 +348,7 @@ def leased_tasks(rows, terms: dict, timeout_seconds: float) -> list[LeasedTask]:
     Validated in one call to pydantic-core: 4x faster than `model_construct` task by task."""
     now = terms["now"]
     observe_by_label(TASK_QUEUE_WAIT, ((row.fruit, seconds_between(row.queued_at, now)) for row in rows))
-    rows = sorted(rows, key=lambda r: (-r.priority, r.order_id, -r.execution_time, r.id))
+    rows = sorted(rows, key=lambda r: (-r.priority, r.order_id, r.hand_out_rank, r.id))
     return LEASED_TASKS.validate_python([
         dict(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time, attempt=r.attempts,
              lease_id=terms["lease"], lease_expires_at=terms["expires"], timeout_seconds=timeout_seconds)

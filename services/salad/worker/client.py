@@ -48,8 +48,9 @@ class MasterClient:
         answer = ExchangeResponse.model_validate_json(response.content)
         return answer.results, answer.tasks
 
-    async def beat(self, slots: int, busy: int) -> None:
-        response = await self.http.put(f"/v1/workers/{self.worker}", json={"slots": slots, "busy": busy})
+    async def beat(self, slots: int, prefetch: int, busy: int) -> None:
+        response = await self.http.put(f"/v1/workers/{self.worker}",
+                                       json={"slots": slots, "prefetch": prefetch, "busy": busy})
         response.raise_for_status()
 
     async def leave(self) -> None:

@@ -337,10 +337,10 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def beat_forever(self) -> None:
-        """Tell Master this worker is alive, with its slots and load."""
+        """Tell Master this worker is alive, with its slots, prefetch and load."""
         while True:
             try:
-                await self.master.beat(self.settings.slots, self.preparing)
+                await self.master.beat(self.settings.slots, self.settings.prefetch, self.preparing)
                 self.last_contact = time.monotonic()
             except Exception as exc:
                 log.warning("worker heartbeat failed: %s", exc)
