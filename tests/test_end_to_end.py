@@ -180,3 +180,23 @@ def test_a_slot_freed_while_a_long_poll_waits_is_asked_for_again(make_stack, pos
 
 def running_tasks(stack, order_id: int) -> list[dict]:
     return [t for t in get_order(stack, order_id)["tasks"] if t["status"] == "running"]
+
+
+def test_a_busy_worker_asks_for_fruits_to_hold_ahead_only_with_its_results(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, slots=1, time_scale=0.1,
+                       env={**FAST, "SALAD_EXECUTION_TIME_MIN": "10", "SALAD_EXECUTION_TIME_MAX": "10"})  # 1 s
+    stack.add_worker("worker-1", SALAD_PREFETCH="1")
+    first = order(stack, ["apple"])
+    wait_until(lambda: running_tasks(stack, first["id"]), 10, message="the first fruit being prepared")
+    # Nothing to hold ahead: the busy worker sends no long-poll for it. One would take the next order's
+    # first fruit alone now and its second in a later round (between other workers' claims); instead the
+    # result of the first fruit asks for both.
+    second = order(stack, ["kiwi", "plum"])
+
+    assert wait_final(stack, second["id"], timeout=30)["status"] == "completed"
+    with psycopg.connect(postgres_url) as conn:
+        (done,) = conn.execute("SELECT finished_at FROM tasks WHERE order_id = %s", (first["id"],)).fetchone()
+        leases = conn.execute("SELECT DISTINCT lease_id, claimed_at FROM tasks WHERE order_id = %s",
+                              (second["id"],)).fetchall()
+    assert len(leases) == 1, "both fruits leased by one claim"
+    assert leases[0][1] >= done, "with the first fruit's result"

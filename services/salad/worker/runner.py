@@ -51,8 +51,8 @@ class Worker:
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
     other result finished meanwhile (or within RESULT_LINGER), in the request that also leases the free
     slots' next tasks (POST /v1/tasks/exchange). Free slots no request has asked for (Master had fewer tasks
-    than asked, or a task was handed back) are asked for by a long-poll; while it waits, results still ask for
-    the slots they free.
+    than asked, or a task was handed back) are asked for by a long-poll once a slot has no fruit; while it
+    waits, results still ask for the slots they free.
     With `prefetch`, that many tasks more are leased ahead and wait (heartbeating) for a slot, so a slot
     that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     While prefetched tasks are still waiting, results are held (up to MAX_RESULT_HOLD) and go together
@@ -87,6 +87,14 @@ class Worker:
         wanted = self.settings.slots + self.settings.prefetch - len(self.jobs)
         return 0 if self.stopping.is_set() else max(0, wanted)
 
+    @property
+    def slot_without_fruit(self) -> bool:
+        """Is a slot neither preparing a fruit nor holding one? Only then is a long-poll sent: fruits held
+        ahead are asked for with results. A long-poll's size is set when it is sent, so one for the prefetch
+        alone, still waiting when the worker falls idle, would have it take an order's fruits in two rounds
+        between other workers' claims instead of all it can at once, as Master plans (master/hand_out.py)."""
+        return len(self.jobs) < self.settings.slots
+
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: no new claims; %d task(s) in flight", len(self.jobs))
@@ -118,7 +126,8 @@ class Worker:
                 if self.finished and self.hold_for() == 0:
                     await self.report()
                     continue
-                if claim is None and not self.finished and self.free_slots > 0 and (self.unfilled or not self.jobs):
+                if (claim is None and not self.finished and self.free_slots > 0 and self.slot_without_fruit
+                        and (self.unfilled or not self.jobs)):
                     self.claim_asked, self.unfilled = self.free_slots, False
                     claim = asyncio.create_task(
                         self.master.exchange([], self.claim_asked, self.settings.claim_wait))
