@@ -7,6 +7,8 @@ while another sits idle. So for a small order Master plays the live workers' cla
 candidate order and swaps pairs of fruits while that makes the salad finish sooner. On seed-style salads
 (10 fruits of 4-20 s, 3 workers each holding one fruit ahead) this takes the simulated makespan from 1.10
 of the lower bound with longest first to 1.02 (an optimal schedule: 1.01); bench/RESULTS.md has the runs.
+The plan takes the workers as free when the order is split, as they are for a client ordering one salad
+at a time; behind other orders' fruits it is an informed guess, as longest first is.
 """
 
 import heapq
