@@ -32,10 +32,11 @@ def longest_first(times: list[int]) -> list[int]:
     return sorted(range(len(times)), key=lambda i: (-times[i], i))
 
 
-def makespan(times: list[int], hand_out: list[int], workers: list[Capacity]) -> int:
-    """When the last fruit ends if `workers` claim `hand_out` in turn, each taking slots + prefetch at the
-    start and one more as each fruit ends (round trips left out: they shift every worker alike)."""
-    queue = deque(hand_out)
+def makespan(times: list[int], order: list[int], workers: list[Capacity]) -> int:
+    """When the last fruit ends if `workers` claim the fruits in `order` (positions), each taking slots +
+    prefetch at the start and one more as each fruit ends (round trips left out: they shift every worker
+    alike)."""
+    queue = deque(order)
     held: list[deque] = [deque() for _ in workers]
     running = [0] * len(workers)
     ends: list[tuple[int, int]] = []  # (time a fruit ends, its worker)
