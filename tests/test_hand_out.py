@@ -27,7 +27,7 @@ def test_the_simulation_follows_held_fruits():
     # Two single-slot workers holding one ahead: the first takes 5 and 1, the second 4 and 4. At 4 the second
     # starts its other 4 and takes the 3 to hold; the first is idle from 6 while the 3 waits until 8.
     assert makespan([5, 1, 4, 4, 3], [0, 1, 2, 3, 4], [Capacity(1, 1)] * 2) == 11
-    # Without prefetch the 3 goes to the first worker free: 9, which the plan also reaches holding one ahead.
+    # Without prefetch each fruit goes to the next worker free: 9, which the plan reaches holding one ahead.
     assert makespan([5, 1, 4, 4, 3], [0, 1, 2, 3, 4], [Capacity(1, 0)] * 2) == 9
     ranks = plan([5, 1, 4, 4, 3], [Capacity(1, 1)] * 2)
     assert makespan([5, 1, 4, 4, 3], hand_out_order(ranks), [Capacity(1, 1)] * 2) == 9
