@@ -16,7 +16,7 @@ def upsert_dialect(engine: Engine):
     return sqlite if is_sqlite(engine) else postgresql
 
 
-def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int = 0) -> None:
+def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
     """Record that a worker is alive, with its capacity and load."""
     now = utcnow()
     statement = upsert_dialect(engine).insert(Worker).values(
