@@ -1,11 +1,13 @@
 """Where one task's round trip goes: a worker's exchange (a result in, the next task out) timed over HTTP
 and, without HTTP, the same transaction called in-process; 50 ms apart, as a busy single-slot worker sends
-them. Also the CPU time Master's process spends per exchange, and per `/healthz` for scale.
+them. Also the CPU time Master's process spends per exchange, and per `/healthz` for scale, and the
+client's own CPU per exchange through the workers' aiohttp (salad/core/http.py) and through httpx.
 
     .venv/bin/python -m bench.roundtrip      # prints medians and 90th percentiles, in ms
 """
 
 import asyncio
+import json
 import statistics
 import tempfile
 import time
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from salad.core import http
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
 from salad.master.schemas import Report
@@ -30,28 +33,38 @@ def summary(label: str, millis: list[float]) -> None:
     print(f"{label}: median {statistics.median(ordered):.2f} ms, p90 {p90:.2f} ms")
 
 
-async def over_http(master_url: str, token: str, master_pid: int) -> tuple[list[float], float, float]:
-    """Round trips in ms; Master's CPU ms per exchange and per /healthz."""
+async def over_http(master_url: str, token: str, master_pid: int,
+                    client: str) -> tuple[list[float], float, float, float]:
+    """Round trips in ms; Master's CPU ms per exchange and per /healthz; the client's CPU ms per exchange."""
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=master_url, headers=headers) as client:
-        first = await client.post("/v1/tasks/exchange", json={"worker": "w", "max_tasks": 1})
-        task = first.json()["tasks"][0]
+    async with http.session(30.0, headers) as aio, httpx.AsyncClient(headers=headers) as httpx_client:
+
+        async def post(path: str, body: dict | None = None) -> dict:
+            if client == "aiohttp":
+                answer = await http.send(aio, "POST" if body else "GET", master_url + path, body)
+                return json.loads(answer.content)
+            answer = await (httpx_client.post(master_url + path, json=body) if body
+                            else httpx_client.get(master_url + path))
+            return answer.json()
+
+        task = (await post("/v1/tasks/exchange", {"worker": "w", "max_tasks": 1}))["tasks"][0]
         took = []
-        cpu_before = cpu_seconds(master_pid)
+        cpu_before, client_cpu = cpu_seconds(master_pid), 0.0
         for _ in range(CALLS):
             await asyncio.sleep(GAP)
             result = {"id": task["id"], "lease_id": task["lease_id"], "outcome": "succeeded", "result": "ok"}
-            started = time.perf_counter()
-            answer = await client.post("/v1/tasks/exchange",
-                                       json={"worker": "w", "max_tasks": 1, "results": [result]})
+            started, client_started = time.perf_counter(), time.process_time()
+            answer = await post("/v1/tasks/exchange", {"worker": "w", "max_tasks": 1, "results": [result]})
             took.append((time.perf_counter() - started) * 1000)
-            task = answer.json()["tasks"][0]
+            client_cpu += time.process_time() - client_started
+            task = answer["tasks"][0]
         exchange_cpu = (cpu_seconds(master_pid) - cpu_before) * 1000 / CALLS
         cpu_before = cpu_seconds(master_pid)
         for _ in range(CALLS):
             await asyncio.sleep(GAP)
-            await client.get("/healthz")
-        return took, exchange_cpu, (cpu_seconds(master_pid) - cpu_before) * 1000 / CALLS
+            await post("/healthz")
+        healthz_cpu = (cpu_seconds(master_pid) - cpu_before) * 1000 / CALLS
+        return took, exchange_cpu, healthz_cpu, client_cpu * 1000 / CALLS
 
 
 def in_process(database_url: str) -> list[float]:
@@ -77,18 +90,21 @@ def main() -> None:
         try:
             url = infra.fresh_database("roundtrip")
             with salad_stack(url, 0, 1, 0.0, NO_OP, Path(folder) / "logs") as stack:
-                for _ in range(CALLS // 100 + 1):  # orders of 100 fruits (SALAD_MAX_FRUITS)
+                for _ in range(2 * CALLS // 100 + 2):  # orders of 100 fruits (SALAD_MAX_FRUITS), for both clients
                     httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"] * 100},
                                headers=stack.client_headers).raise_for_status()
                 time.sleep(1.0)  # Master splits the order
-                http, exchange_cpu, healthz_cpu = asyncio.run(
-                    over_http(stack.master_url, stack.tokens["worker"], service_pids(stack)["master"]))
+                runs = {client: asyncio.run(over_http(stack.master_url, stack.tokens["worker"],
+                                                       service_pids(stack)["master"], client))
+                        for client in ("aiohttp", "httpx")}
             direct = in_process(infra.fresh_database("roundtrip_direct"))
         finally:
             infra.stop()
-    summary("exchange over HTTP (the worker's view)", http)
+    for client, (took, exchange_cpu, healthz_cpu, client_cpu) in runs.items():
+        summary(f"exchange over HTTP through {client} (the worker's view)", took)
+        print(f"  the client's CPU per exchange: {client_cpu:.2f} ms; Master's: {exchange_cpu:.2f} ms "
+              f"(per /healthz: {healthz_cpu:.2f} ms)")
     summary("the same transaction in-process", direct)
-    print(f"Master's CPU per exchange over HTTP: {exchange_cpu:.2f} ms (per /healthz: {healthz_cpu:.2f} ms)")
 
 
 if __name__ == "__main__":

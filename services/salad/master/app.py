@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
+from salad.core import http
 from salad.core.auth import Tokens, bearer_header
 from salad.core.db import is_sqlite, make_engine, ping
 from salad.core.loops import every, retention
@@ -20,7 +21,7 @@ from salad.master.background import Intake, OutboxRelay, Reaper
 from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import QueueSignal, listen
 
-SHARED_TIMEOUT = httpx.Timeout(10.0)
+SHARED_TIMEOUT_SECONDS = 10.0
 CONFIRM_ON_STOP_SECONDS = 2.0  # for the last split orders' confirmation to Shared
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ def build_app() -> FastAPI:
         signal, order_placed = QueueSignal(), asyncio.Event()
         app.state.signal = signal
         headers = bearer_header(settings.master_token)
-        async_shared = httpx.AsyncClient(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
-        sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT, headers=headers)
+        async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
+        sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT_SECONDS, headers=headers)
         intake = Intake(engine, async_shared, settings, signal)
         loops = [
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
@@ -81,7 +82,7 @@ def build_app() -> FastAPI:
             await asyncio.gather(*running, return_exceptions=True)
             with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
                 await asyncio.wait_for(intake.confirm_all(), CONFIRM_ON_STOP_SECONDS)
-            await async_shared.aclose()
+            await async_shared.close()
             sync_shared.close()
             engine.dispose()
 

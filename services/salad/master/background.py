@@ -10,6 +10,7 @@ import random
 from datetime import timedelta
 from itertools import islice
 
+import aiohttp
 import httpx
 from anyio import to_thread
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from salad.core.db import transaction, utcnow
+from salad.core.http import send
 from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
@@ -35,9 +37,10 @@ log = logging.getLogger(__name__)
 class Intake:
     """Takes pending orders from Shared over REST, splits each into one task per fruit, then confirms them."""
 
-    def __init__(self, engine: Engine, client: httpx.AsyncClient, settings: MasterSettings,
+    def __init__(self, engine: Engine, http: aiohttp.ClientSession, settings: MasterSettings,
                  signal: QueueSignal) -> None:
-        self.engine, self.client, self.settings, self.signal = engine, client, settings, signal
+        self.engine, self.http, self.settings, self.signal = engine, http, settings, signal
+        self.shared_url = settings.shared_url.rstrip("/")
         self.rng = random.Random(settings.random_seed)
         self.unconfirmed: dict[int, None] = {}  # orders split, not yet confirmed to Shared (an ordered set)
         self.split_done = asyncio.Event()  # wakes accept_step
@@ -50,11 +53,11 @@ class Intake:
 
     async def step(self) -> bool:
         # the live workers, for the hand-out plan, are read while Shared answers: not on a salad's way
-        response, workers = await asyncio.gather(
-            self.client.post("/internal/v1/intake/claim", json={"limit": INTAKE_BATCH}),
+        answer, workers = await asyncio.gather(
+            send(self.http, "POST", f"{self.shared_url}/internal/v1/intake/claim", {"limit": INTAKE_BATCH}),
             to_thread.run_sync(registry.capacities, self.engine, self.settings.worker_ttl_seconds))
-        response.raise_for_status()
-        orders = IntakeBatch.model_validate(response.json()).orders
+        answer.raise_for_status("intake")
+        orders = IntakeBatch.model_validate_json(answer.content).orders
         if not orders:
             return False
         await to_thread.run_sync(self.split, orders, workers)
@@ -84,8 +87,8 @@ class Intake:
             return False
         await asyncio.sleep(ACCEPT_LINGER)
         ids = list(islice(self.unconfirmed, ACCEPT_BATCH))
-        response = await self.client.post("/internal/v1/orders/accept", json={"ids": ids})
-        response.raise_for_status()
+        answer = await send(self.http, "POST", f"{self.shared_url}/internal/v1/orders/accept", {"ids": ids})
+        answer.raise_for_status("intake confirmation")
         for order_id in ids:  # only once confirmed: a failed or cancelled call leaves them to retry
             del self.unconfirmed[order_id]
         log.info("took %d order(s) from Shared", len(ids))

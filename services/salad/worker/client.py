@@ -1,13 +1,15 @@
-"""The worker's side of Master's API, with retries where a brief Master outage must not lose work."""
+"""The worker's side of Master's API (on aiohttp: core/http.py), with retries where a brief Master outage
+must not lose work."""
 
 import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from salad.core.auth import bearer_header
+from salad.core.http import Answer, send, session
 from salad.master.schemas import ExchangeResponse, LeasedTask, ResultAck
 
 RETRY_FIRST_DELAY = 0.2  # seconds; doubles up to RETRY_MAX_DELAY
@@ -27,11 +29,11 @@ class MasterClient:
         self.worker = worker
         self.claim_wait = claim_wait
         self.retry_max_seconds = retry_max_seconds
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(claim_wait + 10.0),
-                                      headers=bearer_header(token))
+        self.base_url = base_url.rstrip("/")
+        self.http = session(claim_wait + 10.0, bearer_header(token))
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
     async def exchange(self, results: list["Finished"], max_tasks: int,
                        wait: float) -> tuple[list[ResultAck], list[LeasedTask]]:
@@ -42,19 +44,19 @@ class MasterClient:
         """
         body = {"worker": self.worker, "max_tasks": max_tasks, "wait": wait,
                 "results": [finished.report() for finished in results]}
-        response = await self._post("/v1/tasks/exchange", body, retry=bool(results), what="exchange")
-        response.raise_for_status()
+        answer = await self._post("/v1/tasks/exchange", body, retry=bool(results), what="exchange")
+        answer.raise_for_status("exchange")
         # parsed and validated in one call to pydantic-core: json.loads and a model per task cost 3.5x as much
-        answer = ExchangeResponse.model_validate_json(response.content)
-        return answer.results, answer.tasks
+        exchanged = ExchangeResponse.model_validate_json(answer.content)
+        return exchanged.results, exchanged.tasks
 
     async def beat(self, slots: int, prefetch: int, busy: int) -> None:
-        response = await self.http.put(f"/v1/workers/{self.worker}",
-                                       json={"slots": slots, "prefetch": prefetch, "busy": busy})
-        response.raise_for_status()
+        answer = await self._send("PUT", f"/v1/workers/{self.worker}",
+                                  {"slots": slots, "prefetch": prefetch, "busy": busy})
+        answer.raise_for_status("beat")
 
     async def leave(self) -> None:
-        await self.http.delete(f"/v1/workers/{self.worker}")
+        await self._send("DELETE", f"/v1/workers/{self.worker}")
 
     async def heartbeat(self, task: LeasedTask) -> None:
         await self._lease_call(task, "heartbeat", retry=False)
@@ -63,23 +65,26 @@ class MasterClient:
         await self._lease_call(task, "release", retry=True)
 
     async def _lease_call(self, task: LeasedTask, action: str, retry: bool) -> None:
-        response = await self._post(f"/v1/tasks/{task.id}/{action}", {"lease_id": task.lease_id}, retry,
-                                    what=f"{action} of task {task.id}")
-        if response.status_code == 409:
+        what = f"{action} of task {task.id}"
+        answer = await self._post(f"/v1/tasks/{task.id}/{action}", {"lease_id": task.lease_id}, retry, what)
+        if answer.status == 409:
             raise LeaseLost(task.id)
-        response.raise_for_status()
+        answer.raise_for_status(what)
 
-    async def _post(self, path: str, body: dict, retry: bool, what: str) -> httpx.Response:
+    async def _send(self, method: str, path: str, body: dict | None = None) -> Answer:
+        return await send(self.http, method, self.base_url + path, body)
+
+    async def _post(self, path: str, body: dict, retry: bool, what: str) -> Answer:
         """POST `body`; with `retry`, network errors and 5xx are retried for up to retry_max_seconds."""
         deadline = time.monotonic() + self.retry_max_seconds
         delay = RETRY_FIRST_DELAY
         while True:
             try:
-                response = await self.http.post(path, json=body)
-                if response.status_code not in RETRYABLE_STATUS:
-                    return response
-                problem = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
+                answer = await self._send("POST", path, body)
+                if answer.status not in RETRYABLE_STATUS:
+                    return answer
+                problem = f"HTTP {answer.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 if not retry:
                     raise
                 problem = repr(exc)
