@@ -1,5 +1,6 @@
 """What every service's FastAPI app has: clear 4xx errors, health probes, /metrics, request metrics."""
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -118,6 +119,14 @@ class RequestMetrics:
             method = scope["method"]
             HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
             HTTP_LATENCY.labels(self.service, route, method).observe(time.perf_counter() - started)
+
+
+def freeze_startup_objects() -> None:
+    """Hide what start-up allocated (modules, the app, pools: most of the heap) from the garbage collector,
+    for good: else each full collection walks all of it. On the 2-core benchmark machine one paused Master
+    for 178 ms, and a worker for 100-240 ms, in the middle of salads (ad hoc, timed with gc.callbacks).
+    Objects made later are collected as usual."""
+    gc.freeze()
 
 
 class ProbeStatus(BaseModel):

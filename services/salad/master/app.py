@@ -15,7 +15,7 @@ from salad.core.auth import Tokens, bearer_header
 from salad.core.db import is_sqlite, make_engine, ping
 from salad.core.loops import every, retention
 from salad.core.settings import master_settings
-from salad.core.web import create_app
+from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
 from salad.master.tasks import PLANNER, prune_finished
@@ -73,6 +73,7 @@ def build_app() -> FastAPI:
             loops.append(listen(settings.database_url, signal, order_placed))
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
+        freeze_startup_objects()
         try:
             yield
         finally:

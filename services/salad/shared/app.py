@@ -13,7 +13,7 @@ from salad.core.db import make_engine, ping
 from salad.core.loops import every, retention
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
-from salad.core.web import create_app
+from salad.core.web import create_app, freeze_startup_objects
 from salad.shared import events, orders, page
 from salad.shared.api import internal, public, seed
 
@@ -47,6 +47,7 @@ def build_app() -> FastAPI:
         if settings.retention_seconds:
             step = retention(engine, settings, orders.prune_finished, "orders")
             pruning = asyncio.create_task(every(settings.prune_interval, step, "retention"))
+        freeze_startup_objects()
         try:
             yield
         finally:
