@@ -315,6 +315,20 @@ def figure_list(scenarios: tuple[str, ...], peers: tuple[str, ...], options: Opt
                 "",
                 dig("dispatch", "order_to_claimed_p99_ms"),
             ),
+            Figure(
+                "dispatch.queued_to_done_p50_ms",
+                "  queued -> result recorded p50 (to the worker and back)",
+                "ms",
+                "",
+                dig("dispatch", "queued_to_done_p50_ms"),
+            ),
+            Figure(
+                "dispatch.queued_to_done_p99_ms",
+                "  queued -> result recorded p99",
+                "ms",
+                "",
+                dig("dispatch", "queued_to_done_p99_ms"),
+            ),
         ]
     if "scaling" in scenarios:
         for count in sorted(options.scaling_workers):

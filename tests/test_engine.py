@@ -86,8 +86,8 @@ def test_an_intake_split_on_a_connection_that_died_within_the_window_is_run_agai
         terminate(postgres_url, backend_pids(engine, 2))
 
         # without the second run the orders, leased to this Master by Shared, would wait out that lease
-        assert split_orders(engine, [order], max_attempts=3) == 1
-        assert split_orders(engine, [order], max_attempts=3) == 0, "split once"
+        assert split_orders(engine, [order], max_attempts=3).orders == 1
+        assert split_orders(engine, [order], max_attempts=3).orders == 0, "split once"
         with engine.connect() as connection:
             fruits = connection.exec_driver_sql("SELECT fruit FROM tasks ORDER BY position").scalars().all()
         assert fruits == ["apple", "kiwi"]

@@ -21,10 +21,10 @@ def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:
 def test_orders_split_again_after_a_retried_intake_are_skipped_and_the_new_ones_split(postgres_url):
     engine = make_engine(sqlalchemy_url(postgres_url))
     try:
-        assert tasks.split_orders(engine, [new_order(1, ["apple", "kiwi"])], max_attempts=3) == 1
+        assert tasks.split_orders(engine, [new_order(1, ["apple", "kiwi"])], max_attempts=3).orders == 1
         # Shared hands order 1 out again (its intake lease expired) together with a new order 2.
         assert tasks.split_orders(engine, [new_order(1, ["apple", "kiwi"]), new_order(2, ["plum"])],
-                                  max_attempts=3) == 1
+                                  max_attempts=3).orders == 1
     finally:
         engine.dispose()
     with psycopg.connect(postgres_url) as conn:
@@ -46,7 +46,7 @@ def test_an_order_another_master_is_splitting_is_left_to_it(postgres_url):
             time.sleep(0.5)
             assert not split.done(), "the split waits for the other Master's transaction"
             other.commit()
-            assert split.result(timeout=10) == 1
+            assert split.result(timeout=10).orders == 1
     finally:
         other.close()
         engine.dispose()

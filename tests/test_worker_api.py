@@ -67,6 +67,22 @@ def test_an_order_is_handed_out_in_the_order_planned_for_the_live_workers(make_s
     assert [position_of[task_id] for task_id in handed_out] == planned
 
 
+def test_claims_waiting_when_an_order_is_split_get_its_first_tasks_leased_by_the_split_itself(stack, master):
+    with ThreadPoolExecutor(3) as pool:
+        waiting = [pool.submit(claim, master, name, 2, 20) for name in ("w1", "w2", "w3")]
+        time.sleep(1.0)  # all three wait
+        order(stack, [f"fruit-{i}" for i in range(7)])
+        handed = [claimed.result(timeout=25) for claimed in waiting]
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute("SELECT id, hand_out_rank, status, claimed_at = created_at FROM tasks").fetchall()
+
+    rank = {task_id: rank for task_id, rank, _, _ in rows}
+    assert sorted([rank[t["id"]] for t in tasks] for tasks in handed) == [[0, 1], [2, 3], [4, 5]]
+    assert all(split_time for _, _, status, split_time in rows if status == "running"), \
+        "leased in the split's statement, not by claims run after it"
+    assert [r for _, r, status, _ in rows if status == "queued"] == [6]
+
+
 def test_a_long_poll_is_answered_as_soon_as_a_task_is_queued(stack, master):
     import threading
 

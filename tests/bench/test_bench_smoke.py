@@ -55,6 +55,7 @@ def test_quick_mode_produces_every_figure(tmp_path):
         "dispatch.queued_to_claimed_p50_ms",
         "dispatch.queued_to_claimed_p99_ms",
         "dispatch.order_to_claimed_p50_ms",
+        "dispatch.queued_to_done_p50_ms",
         "scaling.2.speedup",
         "scaling.2.efficiency",
         "makespan.salad.order_to_done_ratio",

@@ -78,11 +78,14 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        await signal.wait(remaining)
+        leased = await signal.wait(remaining, worker, max_tasks)  # tasks a split leased it, if one did
         if await request.is_disconnected():  # the worker gave up waiting (it is stopping): lease it nothing
-            break
-        leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
-                                         settings.task_timeout_seconds)
+            if leased:
+                await run_in_threadpool(tasks.release_all, engine, leased)
+            return acks, []
+        if not leased:
+            leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
+                                             settings.task_timeout_seconds)
     return acks, leased
 
 

@@ -23,7 +23,8 @@ from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import hand_out, registry, tasks
-from salad.master.wakeup import QueueSignal
+from salad.master.schemas import LeasedTask
+from salad.master.wakeup import QueueSignal, Waiting
 from salad.shared.schemas import IntakeBatch, IntakeOrder, OrderReport
 
 OUTBOX_BATCH = 20
@@ -60,20 +61,34 @@ class Intake:
         orders = IntakeBatch.model_validate_json(answer.content).orders
         if not orders:
             return False
-        await to_thread.run_sync(self.split, orders, workers)
-        self.signal.fire()
+        takers = self.signal.take()
+        handed = [[] for _ in takers]
+        try:
+            handed = await to_thread.run_sync(self.split, orders, workers, [waiting for _, waiting in takers])
+        finally:  # split or not, every claim taken is answered (with no task, it claims again)
+            unwanted = []  # leased to a claim that stopped waiting meanwhile (its worker left)
+            for (future, _), leased in zip(takers, handed, strict=True):
+                if not self.signal.hand(future, leased):
+                    unwanted += leased
+            self.signal.fire()
+        if unwanted:
+            await to_thread.run_sync(tasks.release_all, self.engine, unwanted)
         self.unconfirmed.update(dict.fromkeys(o.id for o in orders))  # one handed out again is listed once
         self.split_done.set()
         return len(orders) == INTAKE_BATCH
 
-    def split(self, orders: list[IntakeOrder], workers: list[hand_out.Capacity]) -> None:
-        """Draw each fruit's time, plan the hand-out for the live workers, and store the tasks."""
+    def split(self, orders: list[IntakeOrder], workers: list[hand_out.Capacity],
+              takers: list[Waiting]) -> list[list[LeasedTask]]:
+        """Draw each fruit's time, plan the hand-out for the live workers, and store the tasks, the first
+        leased to the claims waiting here (`takers`). Returns the tasks leased to each."""
         batch = []
         for o in orders:
             times = self.execution_times(len(o.fruits))
             batch.append(tasks.NewOrder(o.id, o.fruits, times, o.priority, o.created_at,
                                         hand_out_ranks=hand_out.plan(times, workers)))
-        tasks.split_orders(self.engine, batch, self.settings.max_attempts)
+        settings = self.settings
+        return tasks.split_orders(self.engine, batch, settings.max_attempts, takers, settings.lease_seconds,
+                                  settings.task_timeout_seconds).handed
 
     async def accept_step(self) -> bool:
         """Confirm split orders to Shared, which then no longer hands them out, ACCEPT_LINGER after a split.

@@ -6,6 +6,7 @@ rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row seri
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
@@ -58,6 +59,7 @@ from salad.core.metrics import (
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master import hand_out
 from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
+from salad.master.wakeup import Waiting
 
 REAP_BATCH = 100
 # Master's PostgreSQL connections (set once per connection): claims walk ix_tasks_queued in hand-out order
@@ -128,16 +130,18 @@ def split_statement(dialect: str, new_orders=None):
     """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter); with
     `new_orders`, only those of the orders it holds."""
     batch = json_rows(dialect, dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
-                                    priority=Integer, hand_out_rank=Integer))
+                                    priority=Integer, hand_out_rank=Integer, status=String, attempts=Integer,
+                                    lease_id=String, worker=String, lease_expires_at=DateTime))
     now = bindparam("now", type_=tasks_table.c.created_at.type)
+    leased = batch.c.lease_id.is_not(None)
     fruits = select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
-                    batch.c.hand_out_rank, literal(TaskStatus.QUEUED.value), literal(0), bindparam("max_attempts"),
-                    now, now)
+                    batch.c.hand_out_rank, batch.c.status, batch.c.attempts, bindparam("max_attempts"), now, now,
+                    batch.c.lease_id, batch.c.worker, batch.c.lease_expires_at, case((leased, now), else_=null()))
     if new_orders is not None:
         fruits = fruits.join(new_orders, new_orders.c.order_id == batch.c.order_id)
     return insert(tasks_table).from_select(
         ["order_id", "position", "fruit", "execution_time", "priority", "hand_out_rank", "status", "attempts",
-         "max_attempts", "created_at", "queued_at"],
+         "max_attempts", "created_at", "queued_at", "lease_id", "worker", "lease_expires_at", "claimed_at"],
         fruits,
     )
 
@@ -165,7 +169,9 @@ def split_in_one_statement():
     # pg_notify per task row: PostgreSQL sends one notification per transaction for identical ones, at its
     # commit, so waiting claims wake as the tasks become visible (a NOTIFY statement after: a round trip later).
     return (split_statement("postgresql", new_orders).add_cte(new_orders)
-            .returning(tasks_table.c.order_id, func.pg_notify(TASKS_CHANNEL, "")))
+            .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
+                       tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority,
+                       tasks_table.c.hand_out_rank, tasks_table.c.lease_id, func.pg_notify(TASKS_CHANNEL, "")))
 
 
 SPLIT_POSTGRESQL = split_in_one_statement()
@@ -266,27 +272,52 @@ class NewOrder(NamedTuple):
     hand_out_ranks: list[int] | None = None  # planned at the split (hand_out.plan); None: longest first
 
 
-def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int) -> int:
+class Split(NamedTuple):
+    orders: int  # orders split now (the others had been already)
+    handed: list[list[LeasedTask]]  # the tasks leased to each of the split's takers
+
+
+def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, takers: Sequence[Waiting] = (),
+                 lease_seconds: float = 0.0, timeout_seconds: float = 0.0) -> Split:
     """Create the tasks and countdown rows of a batch of orders, all or none (one commit for all).
     An order that already has them (a retried intake, or another Master got there first) is skipped:
-    its countdown row is not inserted again, so neither are its tasks. Returns how many were split now."""
+    its countdown row is not inserted again, so neither are its tasks.
+
+    On PostgreSQL the batch's first tasks, in hand-out order, are leased in the same statement to `takers`
+    (claims waiting on this Master), each up to its `max_tasks`, as the claims they spare would have.
+    """
     now = utcnow()
     split = dict(max_attempts=max_attempts, now=now)
     if is_sqlite(engine):
-        return split_in_transaction(engine, orders, split)
+        return Split(split_in_transaction(engine, orders, split), [[] for _ in takers])
+    terms = [lease_terms(taker.worker, taker.max_tasks, lease_seconds, now) for taker in takers]
     split.update(
         orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
                            for o in orders]),
-        batch=json.dumps(fruit_rows(orders)),
+        batch=json.dumps(lease_first(fruit_rows(orders), terms)),
     )
 
-    def split_now() -> int:
+    def split_now() -> list:
         with autocommit(engine) as connection:
-            return len(set(connection.execute(SPLIT_POSTGRESQL, split).scalars()))  # a row per task
+            return connection.execute(SPLIT_POSTGRESQL, split).all()  # a row per task
 
     # safe to repeat (orders split already are skipped); if it failed, the orders, leased to this Master by
     # Shared, would wait for that lease to expire (SALAD_INTAKE_LEASE_SECONDS) before another try
-    return again_if_disconnected(split_now)
+    rows = again_if_disconnected(split_now)
+    handed = [leased_tasks([r for r in rows if r.lease_id == t["lease"]], t, timeout_seconds) for t in terms]
+    return Split(len({row.order_id for row in rows}), handed)
+
+
+def lease_first(rows: list[dict], terms: list[dict]) -> list[dict]:
+    """Lease the first fruit rows in hand-out order to the takers' `terms`, each up to its max_tasks."""
+    ahead = sorted(rows, key=lambda r: (-r["priority"], r["order_id"], r["hand_out_rank"]))
+    start = 0
+    for lease in terms:
+        for row in ahead[start:start + lease["max_tasks"]]:
+            row.update(status=TaskStatus.RUNNING.value, attempts=1, lease_id=lease["lease"],
+                       worker=lease["worker_name"], lease_expires_at=lease["expires"].isoformat())
+        start += lease["max_tasks"]
+    return rows
 
 
 def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) -> int:
@@ -305,9 +336,10 @@ def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) ->
 
 
 def fruit_rows(orders: list[NewOrder]) -> list[dict]:
+    """A row per fruit, queued."""
     return [
         dict(order_id=o.order_id, position=i, fruit=fruit, execution_time=seconds, priority=o.priority,
-             hand_out_rank=rank)
+             hand_out_rank=rank, status=TaskStatus.QUEUED.value, attempts=0)
         for o in orders
         for i, (fruit, seconds, rank) in enumerate(zip(
             o.fruits, o.execution_times, o.hand_out_ranks or hand_out.plan(o.execution_times, []), strict=True
@@ -336,9 +368,9 @@ def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds:
     return leased_tasks(connection.execute(CLAIM, terms).all(), terms, timeout_seconds)
 
 
-def lease_terms(worker: str, max_tasks: int, lease_seconds: float) -> dict:
+def lease_terms(worker: str, max_tasks: int, lease_seconds: float, now: datetime | None = None) -> dict:
     """The parameters of a claim: a new lease id for all the tasks it leases, and when that lease expires."""
-    now = utcnow()
+    now = now or utcnow()
     return dict(max_tasks=max_tasks, lease=str(uuid4()), expires=now + timedelta(seconds=lease_seconds),
                 worker_name=worker, now=now)
 
@@ -595,6 +627,15 @@ def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:
         notify_queued(session)
     TASK_RETRIES.labels("released").inc()
     return LeaseState(id=task_id, status=TaskStatus.QUEUED)
+
+
+def release_all(engine: Engine, leased: list[LeasedTask]) -> None:
+    """Queue again tasks leased to a claim that is no longer there to take them (its worker left)."""
+    for task in leased:
+        try:
+            release(engine, task.id, str(task.lease_id))
+        except (LeaseLost, TaskNotFound):  # already requeued or gone: nothing to hand back
+            pass
 
 
 def extend_running_leases(engine: Engine, lease_seconds: float) -> int:
