@@ -19,6 +19,13 @@ RECONNECT_DELAY = 1.0  # seconds
 log = logging.getLogger(__name__)
 
 
+class Waiting(NamedTuple):
+    """A claim waiting for tasks: for whom, and how many it takes."""
+
+    worker: str
+    max_tasks: int
+
+
 class QueueSignal:
     """The claims waiting on this replica: woken when tasks are queued, or taken by a split to hand them its
     tasks directly (Intake).
@@ -38,7 +45,7 @@ class QueueSignal:
             if not future.done():
                 future.set_result([])
 
-    def take(self) -> list[tuple[asyncio.Future, "Waiting"]]:
+    def take(self) -> list[tuple[asyncio.Future, Waiting]]:
         """Take the waiting claims, for a split to lease tasks to. Each is then answered with `hand`, with its
         tasks or none (it then claims again)."""
         waiting, self._waiting = self._waiting, {}
@@ -67,13 +74,6 @@ class QueueSignal:
     def _expire(self, future: asyncio.Future) -> None:
         if self._waiting.pop(future, None) is not None:  # not taken by a split, which will answer it
             future.set_result([])
-
-
-class Waiting(NamedTuple):
-    """A claim waiting for tasks: for whom, and how many it takes."""
-
-    worker: str
-    max_tasks: int
 
 
 async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
