@@ -54,10 +54,9 @@ def makespan(times: list[int], order: list[int], workers: list[Capacity]) -> int
     while ends:
         last, w = heapq.heappop(ends)
         running[w] -= 1
-        start_held(w, last)  # the fruit held ahead starts at once ...
         if queue:
-            held[w].append(queue.popleft())  # ... and the worker asks for one more
-            start_held(w, last)
+            held[w].append(queue.popleft())  # the worker asks for one more as a fruit ends ...
+        start_held(w, last)  # ... and starts the one it held ahead (first in, first out) at once
     return last
 
 

@@ -62,9 +62,10 @@ class QueueSignal:
     async def wait(self, timeout: float, worker: str, max_tasks: int) -> list:
         """Wait until tasks are queued (returns []: claim them) or a split leases some to this claim (returns
         them); at most `timeout`, and FALLBACK_POLL."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._waiting[future] = Waiting(worker, max_tasks)
-        expiry = asyncio.get_running_loop().call_later(min(timeout, FALLBACK_POLL), self._expire, future)
+        expiry = loop.call_later(min(timeout, FALLBACK_POLL), self._expire, future)
         try:
             return await future
         finally:
