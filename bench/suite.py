@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bench import peer_runs, salad_runs, seed_baseline
 from bench.infra import Infra
+from bench.machine_check import STEAL_WARNING_PERCENT, StealMeter, python_workload_ms
 from bench.profiler import Profiler
 from bench.salad_runs import MAKESPAN_SCALE, MAKESPAN_WORKERS, Options
 
@@ -117,9 +118,10 @@ def repetition(
         steps.append(("seed_baseline", lambda: seed_makespan(options, logs / "seed-baseline")))
 
     run: dict = {}
+    workload_ms, repetition_steal = python_workload_ms(), StealMeter()
     for name, call in steps:
         console.log(f"  {name}")
-        load, began = os.getloadavg()[0], time.monotonic()
+        load, began, steal = os.getloadavg()[0], time.monotonic(), StealMeter()
         try:
             run[name] = call()
         except Exception as exc:  # noqa: BLE001 - one broken scenario must not lose the others' figures
@@ -127,6 +129,14 @@ def repetition(
             run[name] = {"error": repr(exc)}
         run[name]["duration_s"] = time.monotonic() - began
         run[name]["load_average_1m"] = [load, os.getloadavg()[0]]  # before, after: other work on the machine
+        run[name]["cpu_stolen_percent"] = steal.percent()
+    run["machine_check"] = {"python_workload_ms": workload_ms, "cpu_stolen_percent": repetition_steal.percent()}
+    stolen = run["machine_check"]["cpu_stolen_percent"]
+    if stolen is not None and stolen > STEAL_WARNING_PERCENT:
+        console.log(
+            f"[yellow]warning:[/yellow] the hypervisor took {stolen:.0f} % of this machine's CPU time during "
+            "the repetition: its figures are not comparable with a quiet machine's"
+        )
     return run, profiler.summaries() if profiler else None
 
 
@@ -169,7 +179,22 @@ def ratio(numerator: Callable, denominator: Callable) -> Callable[[dict], float 
 
 
 def figure_list(scenarios: tuple[str, ...], peers: tuple[str, ...], options: Options) -> list[Figure]:
-    f: list[Figure] = []
+    f: list[Figure] = [
+        Figure(
+            "machine.python_workload_ms",
+            "machine check: CPU time of a fixed Python workload",
+            "ms",
+            "",
+            dig("machine_check", "python_workload_ms"),
+        ),
+        Figure(
+            "machine.cpu_stolen_percent",
+            "  CPU time stolen by the hypervisor",
+            "%",
+            f"< {STEAL_WARNING_PERCENT:g}",
+            dig("machine_check", "cpu_stolen_percent"),
+        ),
+    ]
     w, s = options.workers, options.slots
     if "throughput" in scenarios:
         f += [

@@ -45,6 +45,8 @@ def test_quick_mode_produces_every_figure(tmp_path):
     assert (tmp_path / "results.json").exists()
     figures = {f["key"]: f for f in results["figures"]}
     expected = [
+        "machine.python_workload_ms",
+        "machine.cpu_stolen_percent",
         "throughput.tasks_per_s",
         "throughput.latency_p50_ms",
         "throughput.latency_p95_ms",
