@@ -16,12 +16,21 @@ def salad(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedP
 
 
 def test_demo_runs_a_salad_on_the_embedded_default_and_prints_its_completion_time(tmp_path):
-    done = salad("demo", "--fruits", "6", "--workers", "2", "--time-scale", "0.02")
+    done = salad("demo", "--fruits", "6", "--workers", "2", "--time-scale", "0.02", timeout=300)  # > start timeout
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "The salad is ready! Enjoy!" in done.stdout
     assert "6 fruits in" in done.stdout
     assert "worker-1" in done.stdout and "worker-2" in done.stdout
+
+
+def test_demo_reports_a_service_that_cannot_start_with_the_end_of_its_log():
+    broken = salad("demo", "--fruits", "2", SALAD_MAX_FRUITS="0")
+
+    assert broken.returncode == 1
+    assert "error: shared exited with code 1; its log" in broken.stdout, broken.stdout + broken.stderr
+    assert "max_fruits" in broken.stdout  # the log's last lines say which setting
+    assert "Traceback" not in broken.stdout + broken.stderr
 
 
 @pytest.fixture

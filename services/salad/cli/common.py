@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from salad.cli import client
+from salad.cli.stack import StartFailed
 
 console = Console()
 
@@ -28,16 +30,17 @@ Token = Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_def
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")  # a log line's [brackets] are not markup
     raise typer.Exit(1)
 
 
 @contextmanager
 def service_errors():
-    """An unreachable service or a refused request ends the command with its message, exit code 1."""
+    """An unreachable service, a refused request or a local service that cannot start ends the command with
+    its message, exit code 1."""
     try:
         yield
-    except client.ServiceError as exc:
+    except (client.ServiceError, StartFailed) as exc:
         fail(str(exc))
 
 

@@ -203,7 +203,7 @@ def up(
     """Run Shared, Master and the workers on this machine until Ctrl-C."""
     stack = LocalStack(database_url, workers, slots, time_scale, log_dir=log_dir, shared_port=shared_port,
                        master_port=master_port)
-    with stack:
+    with service_errors(), stack:
         TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOKEN_FILE.touch(mode=0o600)
         TOKEN_FILE.write_text(stack.client_token)
@@ -256,7 +256,7 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="salad-demo-") as folder:
         stack = LocalStack(f"sqlite:///{folder}/salad.db", workers, slots, time_scale, log_dir=Path(folder))
         console.print(f"starting Shared, Master and {workers} workers (fruit times 4-20 s x {time_scale})...")
-        with stack:
+        with service_errors(), stack:
             placed = client.order(stack.shared_url, stack.client_token, chosen)
             console.print(f"ordered salad {placed['id']}: {', '.join(chosen)}")
             final = client.follow(stack.shared_url, stack.client_token, placed["id"], console)

@@ -15,8 +15,14 @@ import httpx
 from salad.core.auth import bearer_header
 from salad.core.migrate import upgrade
 
-START_TIMEOUT = 30.0  # seconds for every service to answer /readyz
+# seconds for every service to answer /readyz: on a slowed machine importing Shared's and Master's modules
+# alone took 33-37 s. A service that exits is reported at once; only one that hangs waits this long.
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0  # seconds for a process to exit after SIGTERM
+
+
+class StartFailed(RuntimeError):
+    """A service of the stack exited or did not answer /readyz in time."""
 
 
 def free_port() -> int:
@@ -37,6 +43,12 @@ class Service:
     def signal(self, sig: int) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of its log: why it stopped, where the stack's folder may go with it (the demo)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass
@@ -126,15 +138,17 @@ class LocalStack:
         for service in services:
             while True:
                 if service.process.poll() is not None:
-                    raise RuntimeError(f"{service.name} exited with code {service.process.returncode}"
-                                       + (f"; see {service.log_path}" if service.log_path else ""))
+                    exited = f"{service.name} exited with code {service.process.returncode}"
+                    if service.log_path is not None:
+                        exited += f"; its log {service.log_path} ends:\n{service.log_tail()}"
+                    raise StartFailed(exited)
                 try:
                     if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s")
+                    raise StartFailed(f"{service.name} not ready after {timeout:.0f}s")
                 time.sleep(0.1)
 
     def stop_service(self, service: Service, timeout: float = STOP_TIMEOUT) -> int:
