@@ -119,6 +119,8 @@ def number(value: float | None, unit: str) -> str:
         return f"{value:.2f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
+    if 0 < abs(value) < 1:
+        return f"{value:.2g}"  # CPU per task in ms: 0.056, not 0.1
     return f"{value:.1f}"
 
 
