@@ -8,6 +8,7 @@ import httpx
 import psycopg
 import pytest
 from salad.master.hand_out import Capacity, longest_first, plan
+from salad.master.wakeup import FALLBACK_POLL
 
 from tests.helpers import get_order, order, wait_final, wait_until
 
@@ -70,7 +71,9 @@ def test_an_order_is_handed_out_in_the_order_planned_for_the_live_workers(make_s
 def test_claims_waiting_when_an_order_is_split_get_its_first_tasks_leased_by_the_split_itself(stack, master):
     with ThreadPoolExecutor(3) as pool:
         waiting = [pool.submit(claim, master, name, 2, 20) for name in ("w1", "w2", "w3")]
-        time.sleep(1.0)  # all three wait
+        # all three wait; the order lands mid-way through their wait, away from the moment each re-registers
+        # (wakeup.FALLBACK_POLL, 1 s): a claim re-checking the queue then is not among the split's takers
+        time.sleep(FALLBACK_POLL / 2)
         order(stack, [f"fruit-{i}" for i in range(7)])
         handed = [claimed.result(timeout=25) for claimed in waiting]
     with psycopg.connect(stack.database_url) as conn:
