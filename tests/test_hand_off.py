@@ -2,6 +2,7 @@
 takes is answered: with its tasks, with none (it claims again), or its tasks go back to the queue."""
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -91,3 +92,20 @@ def test_a_claim_cancelled_after_a_split_took_it_refuses_its_tasks():
         return signal.hand(future, ["task"])
 
     assert asyncio.run(scenario()) is False
+
+
+def test_tasks_queued_while_a_claim_read_the_queue_wake_its_wait_at_once():
+    async def scenario():
+        signal = QueueSignal()
+        read_at = signal.fired  # the claim reads the queue (empty) ...
+        signal.fire()  # ... while a split queues tasks: nobody was waiting to be woken
+        began = time.monotonic()
+        woken = await signal.wait(5, "w1", 1, since=read_at)
+        took = time.monotonic() - began
+        began = time.monotonic()
+        await signal.wait(0.05, "w1", 1, since=signal.fired)  # nothing queued since: it waits
+        return woken, took, time.monotonic() - began
+
+    woken, took, waited = asyncio.run(scenario())
+    assert woken == [] and took < 0.04, "claims again at once, not at the next fallback poll"
+    assert waited >= 0.04

@@ -72,18 +72,20 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
     settings, engine, signal = master_settings(), request.app.state.engine, request.app.state.signal
     max_tasks = min(max_tasks, settings.max_tasks_per_claim)
     deadline = time.monotonic() + min(wait, settings.max_claim_wait)
+    read_at = signal.fired  # tasks queued while the queue is read below wake this claim's wait at once
     acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
                                            settings.lease_seconds, settings.task_timeout_seconds)
     while not leased and max_tasks:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        leased = await signal.wait(remaining, worker, max_tasks)  # tasks a split leased it, if one did
+        leased = await signal.wait(remaining, worker, max_tasks, since=read_at)  # a split's tasks, if one did
         if await request.is_disconnected():  # the worker gave up waiting (it is stopping): lease it nothing
             if leased:
                 await run_in_threadpool(tasks.release_all, engine, leased)
             return acks, []
         if not leased:
+            read_at = signal.fired
             leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
                                              settings.task_timeout_seconds)
     return acks, leased

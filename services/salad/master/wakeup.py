@@ -37,9 +37,11 @@ class QueueSignal:
 
     def __init__(self) -> None:
         self._waiting: dict[asyncio.Future, Waiting] = {}
+        self.fired = 0  # how many times tasks were queued: see `wait`'s `since`
 
     def fire(self) -> None:
         """Wake every waiting claim: it claims again."""
+        self.fired += 1
         waiting, self._waiting = self._waiting, {}
         for future in waiting:
             if not future.done():
@@ -59,9 +61,15 @@ class QueueSignal:
         future.set_result(leased)
         return True
 
-    async def wait(self, timeout: float, worker: str, max_tasks: int) -> list:
+    async def wait(self, timeout: float, worker: str, max_tasks: int, since: int | None = None) -> list:
         """Wait until tasks are queued (returns []: claim them) or a split leases some to this claim (returns
-        them); at most `timeout`, and FALLBACK_POLL."""
+        them); at most `timeout`, and FALLBACK_POLL.
+
+        `since`: `fired` when the caller last read the queue. Tasks queued after that read, before this wait,
+        woke nobody: it then returns [] at once instead of leaving them queued until FALLBACK_POLL.
+        """
+        if since is not None and since != self.fired:
+            return []
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiting[future] = Waiting(worker, max_tasks)
