@@ -130,8 +130,8 @@ def repetition(
         run[name]["duration_s"] = time.monotonic() - began
         run[name]["load_average_1m"] = [load, os.getloadavg()[0]]  # before, after: other work on the machine
         run[name]["cpu_stolen_percent"] = steal.percent()
-    run["machine_check"] = {"python_workload_ms": workload_ms, "cpu_stolen_percent": repetition_steal.percent()}
-    stolen = run["machine_check"]["cpu_stolen_percent"]
+    stolen = repetition_steal.percent()
+    run["machine_check"] = {"python_workload_ms": workload_ms, "cpu_stolen_percent": stolen}
     if stolen is not None and stolen > STEAL_WARNING_PERCENT:
         console.log(
             f"[yellow]warning:[/yellow] the hypervisor took {stolen:.0f} % of this machine's CPU time during "
