@@ -331,3 +331,66 @@ def test_config_changes_roll_the_pods():
 
     assert checksum({}) == checksum({})
     assert checksum({}) != checksum({"worker": {"config": {"slots": 8}}})
+
+
+def pod_annotations(values: dict) -> dict[str, dict]:
+    """Component -> annotations of its Deployment's pod template."""
+    rendered = render_chart(values)["salad/templates/deployment.yaml"]
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]["annotations"]
+            for d in yaml.safe_load_all(rendered) if d}
+
+
+def rolled(before: dict, after: dict, annotation: str) -> set[str]:
+    """Components whose pod template annotation differs between two renderings (pods that would roll)."""
+    old, new = pod_annotations(before), pod_annotations(after)
+    return {c for c in old if old[c][annotation] != new[c][annotation]}
+
+
+FIXED_SECRETS = {"auth": {"clientToken": "c" * 40, "masterToken": "m" * 40, "workerToken": "w" * 40},
+                 "postgresql": {"auth": {"password": "p" * 32}}}
+
+
+def with_values(base: dict, **changes) -> dict:
+    """A deep copy of base with dotted paths set, e.g. with_values(v, **{"auth.workerToken": "x"})."""
+    values = json.loads(json.dumps(base))
+    for path, value in changes.items():
+        node = values
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return values
+
+
+@pytest.mark.parametrize("key, readers", [
+    ("auth.clientToken", {"shared", "master"}),
+    ("auth.masterToken", {"shared", "master"}),
+    ("auth.workerToken", {"master", "worker"}),
+    ("postgresql.auth.password", {"shared", "master"}),  # in the database URL
+])
+def test_a_rotated_secret_rolls_exactly_the_pods_that_read_it(key, readers):
+    assert rolled(FIXED_SECRETS, FIXED_SECRETS, "checksum/secrets") == set()
+    assert rolled(FIXED_SECRETS, with_values(FIXED_SECRETS, **{key: "x" * 40}), "checksum/secrets") == readers
+
+
+def test_a_new_external_database_url_rolls_shared_and_master():
+    external = with_values(FIXED_SECRETS, **{"postgresql.enabled": False,
+                                             "database.url": "postgresql://salad:a@db:5432/salad"})
+    moved = with_values(external, **{"database.url": "postgresql://salad:b@db:5432/salad"})
+    assert rolled(external, moved, "checksum/secrets") == {"shared", "master"}
+
+
+def test_secret_checksums_hash_the_values_in_the_rendered_secret():
+    """Generated tokens are drawn once per rendering: the worker's checksum is that of the worker token in the
+    Secret, the one a rendering given that token as a value computes; a regenerated token rolls the pods."""
+    def generated():
+        rendered = render_chart({})
+        secret = yaml.safe_load(rendered["salad/templates/secret.yaml"])
+        worker = yaml.safe_load_all(rendered["salad/templates/deployment.yaml"])
+        (annotations,) = [d["spec"]["template"]["metadata"]["annotations"] for d in worker
+                          if d and d["metadata"]["name"] == WORKER]
+        return base64.b64decode(secret["data"]["worker-token"]).decode(), annotations["checksum/secrets"]
+
+    (token, checksum), (other_token, other_checksum) = generated(), generated()
+    assert token != other_token and checksum != other_checksum, "a regenerated token must roll the workers"
+    assert pod_annotations({"auth": {"workerToken": token}})["worker"]["checksum/secrets"] == checksum

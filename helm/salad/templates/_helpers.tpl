@@ -165,6 +165,70 @@ Usage: include "salad.secretValue" (dict "ctx" $ "value" .Values.auth.clientToke
 {{- end }}
 
 {{/*
+The data of the release's Secret, unencoded, as a JSON object: the database URL (unless database.existingSecret
+holds it), the bundled PostgreSQL's password, and the bearer tokens (unless auth.existingSecret holds them).
+Generated values are drawn once per rendering and kept on the root context, so that the Secret and the
+checksums of the pods reading it see the same values. The URL and the password come from one draw, so the
+URL always carries PostgreSQL's password.
+Usage: include "salad.secretData" $ | fromJson
+*/}}
+{{- define "salad.secretData" -}}
+{{- if not (hasKey . "saladSecretData") }}
+{{- $data := dict }}
+{{- $password := "" }}
+{{- if .Values.postgresql.enabled }}
+{{- $given := .Values.postgresql.auth.password }}
+{{- $password = include "salad.secretValue" (dict "ctx" . "value" $given "key" "postgres-password") }}
+{{- $_ := set $data "postgres-password" $password }}
+{{- end }}
+{{- if not .Values.database.existingSecret }}
+{{- if .Values.postgresql.enabled }}
+{{- $_ := set $data .Values.database.secretKey (include "salad.postgresql.url" (dict "ctx" . "password" $password)) }}
+{{- else }}
+{{- $_ := set $data .Values.database.secretKey .Values.database.url }}
+{{- end }}
+{{- end }}
+{{- if not .Values.auth.existingSecret }}
+{{- range $role := list "client" "master" "worker" }}
+{{- $key := printf "%s-token" $role }}
+{{- $given := index $.Values.auth (printf "%sToken" $role) }}
+{{- $_ := set $data $key (include "salad.secretValue" (dict "ctx" $ "value" $given "key" $key)) }}
+{{- end }}
+{{- end }}
+{{- $_ := set . "saladSecretData" $data }}
+{{- end }}
+{{- toJson .saladSecretData }}
+{{- end }}
+
+{{/*
+Checksum of exactly the secret values a component's container reads: its tokens and, for Shared and Master,
+the database URL. A value kept in an existingSecret is unknown to the chart: its reference is hashed instead,
+so rotating it there needs a `kubectl rollout restart` (or a reloader).
+Usage: include "salad.secretChecksum" (dict "ctx" $ "component" "worker")
+*/}}
+{{- define "salad.secretChecksum" -}}
+{{- $values := .ctx.Values }}
+{{- $data := include "salad.secretData" .ctx | fromJson }}
+{{- $read := dict }}
+{{- range $role := splitList " " (include "salad.tokenRoles" .component) }}
+{{- $key := printf "%s-token" $role }}
+{{- if $values.auth.existingSecret }}
+{{- $_ := set $read $key (printf "secret %s" $values.auth.existingSecret) }}
+{{- else }}
+{{- $_ := set $read $key (index $data $key) }}
+{{- end }}
+{{- end }}
+{{- if ne .component "worker" }}
+{{- if $values.database.existingSecret }}
+{{- $_ := set $read "database-url" (printf "secret %s/%s" $values.database.existingSecret $values.database.secretKey) }}
+{{- else }}
+{{- $_ := set $read "database-url" (index $data $values.database.secretKey) }}
+{{- end }}
+{{- end }}
+{{- toJson $read | sha256sum }}
+{{- end }}
+
+{{/*
 URL of the bundled PostgreSQL for a given password (psycopg 3 reads postgresql:// URLs).
 Usage: include "salad.postgresql.url" (dict "ctx" $ "password" $password)
 */}}
@@ -229,15 +293,22 @@ SALAD_DATABASE_URL from the database Secret.
 {{- end }}
 
 {{/*
-The bearer tokens a component's container gets, from the tokens' Secret: Shared accepts clients and
+The callers whose bearer tokens a component's container gets, space-separated: Shared accepts clients and
 Master; Master accepts clients and workers and presents its own token to Shared; workers present theirs;
 the helm test is a client.
+Usage: splitList " " (include "salad.tokenRoles" "shared")
+*/}}
+{{- define "salad.tokenRoles" -}}
+{{- index (dict "shared" "client master" "master" "client master worker" "worker" "worker" "test" "client") . }}
+{{- end }}
+
+{{/*
+The bearer tokens a component's container gets, from the tokens' Secret (see salad.tokenRoles).
 Usage: include "salad.tokenEnv" (dict "ctx" $ "component" "shared")
 */}}
 {{- define "salad.tokenEnv" -}}
-{{- $roles := dict "shared" "client master" "master" "client master worker" "worker" "worker" "test" "client" }}
 {{- $secret := default (include "salad.fullname" .ctx) .ctx.Values.auth.existingSecret }}
-{{- range splitList " " (index $roles .component) }}
+{{- range splitList " " (include "salad.tokenRoles" .component) }}
 - name: SALAD_{{ upper . }}_TOKEN
   valueFrom:
     secretKeyRef:
