@@ -394,3 +394,15 @@ def test_secret_checksums_hash_the_values_in_the_rendered_secret():
     (token, checksum), (other_token, other_checksum) = generated(), generated()
     assert token != other_token and checksum != other_checksum, "a regenerated token must roll the workers"
     assert pod_annotations({"auth": {"workerToken": token}})["worker"]["checksum/secrets"] == checksum
+
+
+@pytest.mark.parametrize("change, readers", [
+    ({"worker.config.slots": 8}, {"worker"}),
+    ({"shared.config.maxFruits": 50}, {"shared"}),
+    ({"master.config.leaseSeconds": 40}, {"master"}),
+    ({"shared.service.port": 8080}, {"master"}),  # Master's SALAD_SHARED_URL
+    ({"logLevel": "DEBUG"}, {"shared", "master", "worker"}),
+])
+def test_a_setting_rolls_exactly_the_pods_that_read_it(change, readers):
+    assert rolled({}, {}, "checksum/config") == set()
+    assert rolled({}, with_values({}, **change), "checksum/config") == readers

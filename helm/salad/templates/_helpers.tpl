@@ -114,6 +114,44 @@ Base URLs of Shared and Master inside the namespace (SALAD_SHARED_URL, SALAD_MAS
 {{- end }}
 
 {{/*
+The ConfigMap of one service: each key of <component>.config becomes SALAD_<UPPER_SNAKE_CASE> (null values are
+left out); the chart adds the port, the log level and the URLs of the other services. Its Deployment hashes
+it (checksum/config), so a setting rolls only the pods that read it.
+Usage: include "salad.configMap" (dict "ctx" $ "component" "worker")
+*/}}
+{{- define "salad.configMap" -}}
+{{- $ := .ctx }}
+{{- $component := .component }}
+{{- $values := index $.Values $component -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "salad.componentName" (dict "ctx" $ "component" $component) }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "salad.componentLabels" (dict "ctx" $ "component" $component) | nindent 4 }}
+data:
+  SALAD_LOG_LEVEL: {{ $.Values.logLevel | quote }}
+  SALAD_PORT: {{ $values.port | quote }}
+  {{- if eq $component "master" }}
+  SALAD_SHARED_URL: {{ include "salad.sharedUrl" $ | quote }}
+  {{- end }}
+  {{- if eq $component "worker" }}
+  SALAD_MASTER_URL: {{ include "salad.masterUrl" $ | quote }}
+  {{- end }}
+  {{- range $key, $value := $values.config }}
+  {{- if not (kindIs "invalid" $value) }}
+  {{- $text := $value | toString }}
+  {{- /* YAML numbers arrive as floats: write whole ones as integers (1048576, not 1.048576e+06). */}}
+  {{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) }}
+  {{- $text = int64 $value | toString }}
+  {{- end }}
+  {{ printf "SALAD_%s" ($key | snakecase | upper) }}: {{ $text | quote }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+
+{{/*
 The Secret holding the database URL, and its key: database.existingSecret, or the chart's own Secret.
 */}}
 {{- define "salad.databaseSecretName" -}}
