@@ -110,6 +110,7 @@ def test_schema_rejects(bad):
     ({"worker": {"autoscaling": {"enabled": True}, "keda": {"enabled": True}}}, "enable one"),
     ({"worker": {"config": {"graceSeconds": 10}}}, "longest task"),
     ({"worker": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
+    ({"ingress": {"enabled": True, "hosts": []}}, r"ingress.hosts is empty: list at least one host"),
 ])
 def test_refuses_values_that_cannot_work(values, message):
     with pytest.raises(helm.HelmError, match=message):

@@ -181,6 +181,9 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- $message := "salad: worker.terminationGracePeriodSeconds (%v) must exceed %v s (%s), or busy workers get killed." }}
 {{- fail (printf $message $w.terminationGracePeriodSeconds $drain "graceSeconds + preStopSleepSeconds") }}
 {{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "salad: ingress.enabled is true but ingress.hosts is empty: list at least one host (ingress.hosts[0].host and its paths), or set ingress.enabled=false." }}
+{{- end }}
 {{- end }}
 
 {{/*
