@@ -111,10 +111,61 @@ def test_schema_rejects(bad):
     ({"worker": {"config": {"graceSeconds": 10}}}, "longest task"),
     ({"worker": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
     ({"ingress": {"enabled": True, "hosts": []}}, r"ingress.hosts is empty: list at least one host"),
+    ({"shared": {"resources": {"limits": {"cpu": "lots"}}}},
+     r'shared.resources.limits.cpu is "lots", not a Kubernetes quantity: write e.g. 500m'),
+    ({"worker": {"resources": {"requests": {"memory": "1 GB"}}}}, r"worker.resources.requests.memory is \"1 GB\""),
+    ({"migrations": {"resources": {"requests": {"memory": "-1Gi"}}}}, r"migrations.resources.requests.memory"),
+    ({"postgresql": {"resources": {"limits": {"memory": "512MB"}}}}, r"postgresql.resources.limits.memory"),
+    ({"tests": {"resources": {"limits": {"cpu": "1.5 cores"}}}}, r"tests.resources.limits.cpu"),
+    ({"worker": {"autoscaling": {"enabled": True, "minReplicas": 12, "maxReplicas": 4}}},
+     r"worker.autoscaling.minReplicas \(12\) is above maxReplicas \(4\): raise maxReplicas or lower minReplicas"),
+    ({"worker": {"keda": {"enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2}}},
+     r"worker.keda.minReplicaCount \(5\) is above maxReplicaCount \(2\): raise maxReplicaCount"),
+    ({"worker": {"config": {"heartbeatInterval": 15}}},
+     r"worker.config.heartbeatInterval \(15\) must be below half of master.config.leaseSeconds \(15 s\)"),
+    ({"master": {"config": {"leaseSeconds": 8}}}, r"below half of master.config.leaseSeconds \(4 s\)"),
+    ({"postgresql": {"enabled": False}, "database": {"url": "mysql://salad:secret@db:3306/salad"}},
+     r'database.url must be a PostgreSQL URL starting with postgresql://, postgres:// or '
+     r'postgresql\+psycopg://.*; it starts with "mysql://"'),
+    ({"postgresql": {"enabled": False}, "database": {"url": "db.example.com:5432/salad"}},
+     r"database.url must be a PostgreSQL URL.*; it has no scheme"),
 ])
 def test_refuses_values_that_cannot_work(values, message):
     with pytest.raises(helm.HelmError, match=message):
         render_chart(values)
+
+
+def test_refusals_do_not_print_the_database_password():
+    with pytest.raises(helm.HelmError) as refused:
+        render_chart({"postgresql": {"enabled": False}, "database": {"url": "mysql://salad:s3cr3t@db/salad"}})
+    assert "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"shared": {"service": {"type": "NodePort", "nodePort": 80}}},
+     r"at '/shared/service/nodePort': minimum: got 80, want 30,?000"),
+    ({"shared": {"service": {"type": "NodePort", "nodePort": 40000}}},
+     r"at '/shared/service/nodePort': maximum: got 40,?000, want 32,?767"),
+    ({"shared": {"pdb": {"maxUnavailable": -1}}}, r"at '/shared/pdb/maxUnavailable': minimum: got -1, want 0"),
+    ({"master": {"pdb": {"maxUnavailable": "half"}}},
+     r"at '/master/pdb/maxUnavailable': 'half' does not match pattern '\^\[0-9\]\+%\$'"),
+])
+def test_schema_refuses_with_the_allowed_range(values, message):
+    """The schema's own message names the value and what is allowed, and `helm install` shows it."""
+    with pytest.raises(helm.HelmValuesError, match=message):
+        render_chart(values)
+
+
+@pytest.mark.parametrize("values", [
+    {"shared": {"service": {"type": "NodePort", "nodePort": 30080}}},
+    {"shared": {"pdb": {"maxUnavailable": "25%"}}, "worker": {"pdb": {"maxUnavailable": 0}}},
+    {"shared": {"resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi"}, "limits": {"cpu": 2, "memory": "2e9"}}}},
+    {"worker": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 3}}},
+    {"postgresql": {"enabled": False}, "database": {"url": "postgresql+psycopg://salad:x@db:5432/salad"}},
+    {"postgresql": {"enabled": False}, "database": {"url": "postgres://salad:x@db:5432/salad"}},
+])
+def test_accepts_values_at_the_limits(values):
+    render_chart(values)
 
 
 # --- Each value set --------------------------------------------------------------------------------------

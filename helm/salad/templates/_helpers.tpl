@@ -184,6 +184,52 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "salad: ingress.enabled is true but ingress.hosts is empty: list at least one host (ingress.hosts[0].host and its paths), or set ingress.enabled=false." }}
 {{- end }}
+{{- /* Resource quantities: the schema's pattern error would be unreadable, so they are checked here. */}}
+{{- $resources := dict "shared" .Values.shared.resources "master" .Values.master.resources "worker" $w.resources
+      "migrations" .Values.migrations.resources "postgresql" .Values.postgresql.resources "tests" .Values.tests.resources }}
+{{- range $owner, $block := $resources }}
+{{- range $section := list "requests" "limits" }}
+{{- range $name, $quantity := index ($block | default dict) $section | default dict }}
+{{- include "salad.validateQuantity" (dict "path" (printf "%s.resources.%s.%s" $owner $section $name) "value" $quantity) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $w.autoscaling }}
+{{- if and .enabled (gt (int .minReplicas) (int .maxReplicas)) }}
+{{- fail (printf "salad: worker.autoscaling.minReplicas (%v) is above maxReplicas (%v): raise maxReplicas or lower minReplicas." .minReplicas .maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- with $w.keda }}
+{{- if and .enabled (gt (int .minReplicaCount) (int .maxReplicaCount)) }}
+{{- fail (printf "salad: worker.keda.minReplicaCount (%v) is above maxReplicaCount (%v): raise maxReplicaCount or lower minReplicaCount." .minReplicaCount .maxReplicaCount) }}
+{{- end }}
+{{- end }}
+{{- $halfLease := divf (float64 .Values.master.config.leaseSeconds) 2 }}
+{{- if ge (float64 $w.config.heartbeatInterval) $halfLease }}
+{{- $message := "salad: worker.config.heartbeatInterval (%v) must be below half of master.config.leaseSeconds (%v s), or a lease may expire between two heartbeats: lower heartbeatInterval or raise leaseSeconds." }}
+{{- fail (printf $message $w.config.heartbeatInterval $halfLease) }}
+{{- end }}
+{{- with $db.url }}
+{{- if not (regexMatch "^(postgresql|postgres|postgresql\\+psycopg)://" .) }}
+{{- /* Never print the URL: it holds the password. */}}
+{{- $scheme := regexFind "^[A-Za-z][A-Za-z0-9+.-]*://" . }}
+{{- $found := ternary (printf "it starts with %q" $scheme) "it has no scheme" (ne $scheme "") }}
+{{- $message := "salad: database.url must be a PostgreSQL URL starting with postgresql://, postgres:// or postgresql+psycopg:// (e.g. postgresql://salad:secret@db.example.com:5432/salad); %s." }}
+{{- fail (printf $message $found) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fail unless value is a Kubernetes resource quantity (a non-negative number with an optional suffix).
+Usage: include "salad.validateQuantity" (dict "path" "shared.resources.limits.cpu" "value" "500m")
+*/}}
+{{- define "salad.validateQuantity" -}}
+{{- $text := toString .value }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$" $text) }}
+{{- $message := "salad: %s is %q, not a Kubernetes quantity: write e.g. 500m or 2 for CPU, 256Mi or 1Gi for memory (no space, no \"B\")." }}
+{{- fail (printf $message .path $text) }}
+{{- end }}
 {{- end }}
 
 {{/*
