@@ -458,3 +458,28 @@ def test_secret_checksums_hash_the_values_in_the_rendered_secret():
 def test_a_setting_rolls_exactly_the_pods_that_read_it(change, readers):
     assert rolled({}, {}, "checksum/config") == set()
     assert rolled({}, with_values({}, **change), "checksum/config") == readers
+
+
+def test_retention_batch_and_interval_are_settings_of_shared_and_master():
+    """SALAD_PRUNE_BATCH and SALAD_PRUNE_INTERVAL come from <component>.config, not only from extraEnv."""
+    def config_maps(values):
+        return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["data"]
+                for d in yaml.safe_load_all(render_chart(values)["salad/templates/configmap.yaml"]) if d}
+
+    defaults = config_maps({})
+    for comp in ("shared", "master"):
+        assert (defaults[comp]["SALAD_PRUNE_BATCH"], defaults[comp]["SALAD_PRUNE_INTERVAL"]) == ("100", "10")
+    assert not {"SALAD_PRUNE_BATCH", "SALAD_PRUNE_INTERVAL"} & set(defaults["worker"]), "workers prune nothing"
+    tuned = config_maps({"shared": {"config": {"pruneBatch": 500, "pruneInterval": 2.5}},
+                         "master": {"config": {"pruneBatch": 1000}}})
+    assert (tuned["shared"]["SALAD_PRUNE_BATCH"], tuned["shared"]["SALAD_PRUNE_INTERVAL"]) == ("500", "2.5")
+    assert tuned["master"]["SALAD_PRUNE_BATCH"] == "1000"
+
+
+@pytest.mark.parametrize("bad", [
+    {"shared": {"config": {"pruneBatch": 0}}},
+    {"master": {"config": {"pruneInterval": 0}}},
+])
+def test_schema_rejects_retention_settings_the_services_refuse(bad):
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(bad)
