@@ -3,6 +3,7 @@ on (hooks, autoscaling, KEDA, monitoring, NetworkPolicies, Ingress)."""
 
 import base64
 import json
+import re
 
 import pytest
 import yaml
@@ -483,3 +484,22 @@ def test_retention_batch_and_interval_are_settings_of_shared_and_master():
 def test_schema_rejects_retention_settings_the_services_refuse(bad):
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError):
         chart.validate_schema(bad)
+
+
+def test_chart_metadata():
+    """An icon that renders offline (inline SVG), the maintainers, and no placeholder link."""
+    from urllib.parse import urlsplit
+    from xml.etree import ElementTree
+
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert {"name": "salad maintainers"} in [{"name": m["name"]} for m in meta.get("maintainers", [])]
+    prefix = "data:image/svg+xml;base64,"
+    assert meta.get("icon", "").startswith(prefix), "an inline SVG: the chart has no public host for an image"
+    svg = ElementTree.fromstring(base64.b64decode(meta["icon"].removeprefix(prefix)))
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg" and len(svg)
+    for url in [meta.get("home"), *meta.get("sources", [])]:
+        if url:
+            host = urlsplit(url).hostname or ""
+            assert not re.search(r"(^|\.)(example\.(com|org|net)|example|invalid|localhost|test)$", host), url
+    report = helm.lint(CHART, {}, strict=True, namespace=NAMESPACE)
+    assert not [m for m in report["messages"] if "icon" in m["error"]], report
