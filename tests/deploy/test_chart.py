@@ -503,3 +503,21 @@ def test_chart_metadata():
             assert not re.search(r"(^|\.)(example\.(com|org|net)|example|invalid|localhost|test)$", host), url
     report = helm.lint(CHART, {}, strict=True, namespace=NAMESPACE)
     assert not [m for m in report["messages"] if "icon" in m["error"]], report
+
+
+def test_extra_objects_are_rendered_with_tpl():
+    """extraObjects: maps or strings, each a manifest, templated against the release."""
+    values = {"extraObjects": [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "{{ include \"salad.fullname\" . }}-extra", "namespace": "{{ .Release.Namespace }}"},
+         "data": {"release": "{{ .Release.Name }}"}},
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}-reader\n",
+    ]}
+    objects = [o for path, text in render_chart(values).items() if path.endswith(".yaml")
+               for o in yaml.safe_load_all(text) if o]
+    extra = next(o for o in objects if o["metadata"]["name"] == f"{RELEASE}-salad-extra")
+    assert extra["kind"] == "ConfigMap" and extra["data"] == {"release": RELEASE}
+    assert extra["metadata"]["namespace"] == NAMESPACE
+    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == f"{RELEASE}-reader" for o in objects)
+    assert not [p for p, text in render_chart({}).items() if "extra" in p and text.strip()], "nothing by default"
+
