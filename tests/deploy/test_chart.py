@@ -521,3 +521,33 @@ def test_extra_objects_are_rendered_with_tpl():
     assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == f"{RELEASE}-reader" for o in objects)
     assert not [p for p, text in render_chart({}).items() if "extra" in p and text.strip()], "nothing by default"
 
+
+
+def test_extra_volumes_mounts_and_init_containers_per_component():
+    import kubernetes_validate
+
+    init = {"name": "wait", "image": "docker.io/library/busybox:1.37",
+            "command": ["sh", "-c", "until nslookup {{ include \"salad.fullname\" . }}-master; do sleep 2; done"],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    values = {"worker": {
+        "extraVolumes": [{"name": "fruit-list", "configMap": {"name": "{{ .Release.Name }}-fruits"}}],
+        "extraVolumeMounts": [{"name": "fruit-list", "mountPath": "/etc/fruits", "readOnly": True}],
+        "initContainers": [init],
+    }}
+    rendered = render_chart(values)["salad/templates/deployment.yaml"]
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+                   for d in yaml.safe_load_all(rendered) if d}
+    spec = deployments["worker"]["spec"]["template"]["spec"]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                               {"name": "fruit-list", "configMap": {"name": f"{RELEASE}-fruits"}}]
+    assert spec["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"},
+                                                     {"name": "fruit-list", "mountPath": "/etc/fruits",
+                                                      "readOnly": True}]
+    (wait,) = spec["initContainers"]
+    assert wait["command"][-1] == f"until nslookup {RELEASE}-salad-master; do sleep 2; done"
+    for comp in ("shared", "master"):
+        other = deployments[comp]["spec"]["template"]["spec"]
+        assert "initContainers" not in other and len(other["volumes"]) == 1, f"{comp} got the worker's extras"
+    for deployment in deployments.values():
+        kubernetes_validate.validate(deployment, "1.27.0", strict=True)
