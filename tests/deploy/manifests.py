@@ -16,8 +16,10 @@ OVERLAYS = sorted(p.name for p in (REPO / "k8s" / "overlays").iterdir() if p.is_
 RELEASE = "demo"  # release "demo" -> objects named demo-salad-*
 NAMESPACE = "salad"
 
-# Kinds whose schema kubernetes-validate does not ship (custom resources of optional operators).
+# Kinds whose schema kubernetes-validate does not ship (custom resources of optional operators); their JSON
+# schemas (kubeconform's layout, see its README.md) sit beside the clone, in shared/crd-schemas.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
+CRD_SCHEMAS = REPO.parent / "shared" / "crd-schemas"
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 
 
@@ -78,6 +80,12 @@ def kustomize_set(overlay: str) -> ManifestSet:
     out = subprocess.run([kubectl(), "kustomize", str(REPO / "k8s" / "overlays" / overlay)],
                          capture_output=True, text=True, check=True).stdout
     return ManifestSet(f"kustomize:{overlay}", parse(out))
+
+
+def crd_schema(obj: dict) -> Path:
+    """The JSON schema file of a custom resource: <group>/<lowercase kind>_<version>.json."""
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return CRD_SCHEMAS / group / f"{obj['kind'].lower()}_{version}.json"
 
 
 def pod_spec(obj: dict) -> dict | None:
