@@ -18,7 +18,7 @@ NAMESPACE = "salad"
 
 # Kinds whose schema kubernetes-validate does not ship (custom resources of optional operators); their JSON
 # schemas (kubeconform's layout, see its README.md) sit beside the clone, in shared/crd-schemas.
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "Cluster"}
 CRD_SCHEMAS = REPO.parent / "shared" / "crd-schemas"
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 

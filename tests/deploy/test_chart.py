@@ -551,3 +551,104 @@ def test_extra_volumes_mounts_and_init_containers_per_component():
         assert "initContainers" not in other and len(other["volumes"]) == 1, f"{comp} got the worker's extras"
     for deployment in deployments.values():
         kubernetes_validate.validate(deployment, "1.27.0", strict=True)
+
+
+# --- CloudNativePG --------------------------------------------------------------------------------------
+CLUSTER = f"{RELEASE}-salad-postgresql"
+
+
+def database_url_ref(deployment: dict) -> dict | None:
+    env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    return next((v["valueFrom"]["secretKeyRef"] for v in env if v["name"] == "SALAD_DATABASE_URL"), None)
+
+
+def test_cloudnative_pg_cluster(chart_sets):
+    """postgresql.mode cloudnative-pg: a Cluster instead of the StatefulSet; the services and the migrations
+    read the operator's app Secret (its "uri" points at the <cluster>-rw Service)."""
+    mset = chart_sets["cloudnative-pg"]
+    cnpg = load_values("cloudnative-pg")["postgresql"]["cnpg"]
+    (cluster,) = mset.of_kind("Cluster")
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1" and cluster["metadata"]["name"] == CLUSTER
+    spec = cluster["spec"]
+    assert spec["instances"] == 3
+    assert spec["bootstrap"] == {"initdb": {"database": "salad", "owner": "salad"}}
+    assert spec["storage"] == {"size": cnpg["storage"]["size"], "storageClass": cnpg["storage"]["storageClass"]}
+    assert spec["backup"] == cnpg["backup"], "backup is passed through as given"
+    assert spec["postgresql"]["parameters"] == cnpg["parameters"]
+    assert spec["resources"] == mset.values["postgresql"]["cnpg"]["resources"]
+    assert cluster["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not mset.of_kind("StatefulSet"), "no bundled PostgreSQL beside the Cluster"
+    assert {p["metadata"]["name"] for p in mset.of_kind("PodDisruptionBudget")} == {SHARED, MASTER, WORKER}, \
+        "the operator makes the Cluster's PodDisruptionBudgets"
+    (secret,) = mset.of_kind("Secret")
+    assert set(secret["data"]) == {"client-token", "master-token", "worker-token"}
+    app = {"name": f"{CLUSTER}-app", "key": "uri"}
+    for name in (SHARED, MASTER):
+        assert database_url_ref(mset.get("Deployment", name)) == app
+    assert database_url_ref(mset.get("Deployment", WORKER)) is None
+    job = mset.get("Job", f"{RELEASE}-salad-migrate")
+    assert hook(job) == "post-install,pre-upgrade", "the Cluster must exist before the migrations"
+    assert job["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"] == app
+
+
+def test_cloudnative_pg_defaults():
+    objects = [o for path, text in render_chart({"postgresql": {"mode": "cloudnative-pg"},
+                                                 "database": {"secretKey": "uri"}}).items()
+               if path.endswith(".yaml") for o in yaml.safe_load_all(text) if o]
+    (cluster,) = [o for o in objects if o["kind"] == "Cluster"]
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["storage"]["size"] and "storageClass" not in cluster["spec"]["storage"]
+    assert "backup" not in cluster["spec"] and "imageName" not in cluster["spec"]
+
+
+def test_cloudnative_pg_rolls_on_its_secret_reference_only():
+    """The URL lives in the operator's Secret: the bundled password means nothing, and the reference is all the
+    chart sees (rotating the operator's password needs a restart)."""
+    cnpg = with_values(FIXED_SECRETS, **{"postgresql.mode": "cloudnative-pg", "database.secretKey": "uri"})
+    assert rolled(cnpg, with_values(cnpg, **{"postgresql.auth.password": "other"}), "checksum/secrets") == set()
+    assert rolled(FIXED_SECRETS, cnpg, "checksum/secrets") == {"shared", "master"}
+
+
+def test_cloudnative_pg_behind_network_policies():
+    """With egress restricted, Shared and Master may reach the Cluster's instances (the operator's pods, which
+    carry cnpg.io/cluster, not the release's labels); workers may not."""
+    values = {"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"},
+              "networkPolicy": {"enabled": True, "egress": {"enabled": True}}}
+    policies = {p["metadata"]["name"]: p
+                for p in yaml.safe_load_all(render_chart(values)["salad/templates/networkpolicy.yaml"]) if p}
+    assert f"{RELEASE}-salad-postgresql" not in policies, "the operator must reach its instances"
+    to_cluster = {"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": CLUSTER}}}],
+                  "ports": [{"port": 5432, "protocol": "TCP"}]}
+    for name in (SHARED, MASTER):
+        assert to_cluster in policies[name]["spec"]["egress"]
+    assert to_cluster not in policies[WORKER]["spec"]["egress"]
+
+
+def test_notes_name_the_cloudnative_pg_cluster():
+    notes = render_chart({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}})
+    assert f"CloudNativePG Cluster {CLUSTER}" in notes["salad/templates/NOTES.txt"]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"postgresql": {"mode": "cloudnative-pg"}},
+     r'the migrations Job reads the database URL under database.secretKey \("database-url"\).*set database.secretKey=uri'),
+    ({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}, "fullnameOverride": "s" * 40},
+     r"CloudNativePG Cluster name .* must be a DNS label of at most 50 characters"),
+    ({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}, "fullnameOverride": "1salad"},
+     r"CloudNativePG Cluster name \"1salad-postgresql\" must be a DNS label"),
+    ({"postgresql": {"mode": "cloudnative-pg", "cnpg": {"resources": {"requests": {"memory": "1 GB"}}}},
+      "database": {"secretKey": "uri"}}, r"postgresql.cnpg.resources.requests.memory is \"1 GB\""),
+])
+def test_refuses_cloudnative_pg_values_that_cannot_work(values, message):
+    with pytest.raises(helm.HelmError, match=message):
+        render_chart(values)
+
+
+def test_every_custom_resource_kind_is_rendered_and_schema_checked(chart_sets):
+    """Each kind in CRD_KINDS appears in some ci/*-values.yaml, so test_custom_resources_match_their_crd_schemas
+    checks it."""
+    from .manifests import CRD_KINDS
+
+    rendered = {o["kind"] for mset in chart_sets.values() for o in mset.objects}
+    assert "Cluster" in CRD_KINDS
+    assert CRD_KINDS <= rendered, f"no value set renders {CRD_KINDS - rendered}"

@@ -161,10 +161,11 @@ def test_services_and_budgets_select_pods(manifest_set):
 
 
 def test_referenced_config_exists(manifest_set):
-    """ConfigMaps and Secrets the pods use are rendered too, except a database.existingSecret."""
-    external = set()
+    """ConfigMaps and Secrets the pods use are rendered too, except existingSecrets and the Secrets an operator
+    makes (CloudNativePG's <cluster>-app)."""
+    external = {f"{c['metadata']['name']}-app" for c in manifest_set.of_kind("Cluster")}
     if manifest_set.is_chart:
-        external = {manifest_set.values[group]["existingSecret"] for group in ("database", "auth")} - {""}
+        external |= {manifest_set.values[group]["existingSecret"] for group in ("database", "auth")} - {""}
     for obj, spec in workloads(manifest_set):
         for c in containers(spec):
             for source in c.get("envFrom", []):

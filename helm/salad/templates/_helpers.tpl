@@ -152,10 +152,45 @@ data:
 {{- end }}
 
 {{/*
-The Secret holding the database URL, and its key: database.existingSecret, or the chart's own Secret.
+Where the database comes from: "bundled" (the release's StatefulSet), "cloudnative-pg" (the release's
+CloudNativePG Cluster) or "external" (database.url or database.existingSecret).
+*/}}
+{{- define "salad.databaseMode" -}}
+{{- if .Values.postgresql.enabled }}
+{{- .Values.postgresql.mode }}
+{{- else }}
+{{- print "external" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the CloudNativePG Cluster; the operator names its Services <cluster>-rw, -ro, -r and its Secrets
+<cluster>-app, <cluster>-superuser after it.
+*/}}
+{{- define "salad.cnpg.clusterName" -}}
+{{- include "salad.componentName" (dict "ctx" . "component" "postgresql") }}
+{{- end }}
+
+{{/*
+The Secret holding the database URL, and its key: database.existingSecret, else the CloudNativePG operator's
+app Secret (its "uri", on the <cluster>-rw Service), else the chart's own Secret.
 */}}
 {{- define "salad.databaseSecretName" -}}
-{{- default (include "salad.fullname" .) .Values.database.existingSecret }}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else if eq (include "salad.databaseMode" .) "cloudnative-pg" }}
+{{- printf "%s-app" (include "salad.cnpg.clusterName" .) }}
+{{- else }}
+{{- include "salad.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "salad.databaseSecretKey" -}}
+{{- if and (not .Values.database.existingSecret) (eq (include "salad.databaseMode" .) "cloudnative-pg") }}
+{{- print "uri" }}
+{{- else }}
+{{- .Values.database.secretKey }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -186,7 +221,8 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- end }}
 {{- /* Resource quantities: the schema's pattern error would be unreadable, so they are checked here. */}}
 {{- $resources := dict "shared" .Values.shared.resources "master" .Values.master.resources "worker" $w.resources
-      "migrations" .Values.migrations.resources "postgresql" .Values.postgresql.resources "tests" .Values.tests.resources }}
+      "migrations" .Values.migrations.resources "postgresql" .Values.postgresql.resources "tests" .Values.tests.resources
+      "postgresql.cnpg" .Values.postgresql.cnpg.resources }}
 {{- range $owner, $block := $resources }}
 {{- range $section := list "requests" "limits" }}
 {{- range $name, $quantity := index ($block | default dict) $section | default dict }}
@@ -208,6 +244,16 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- if ge (float64 $w.config.heartbeatInterval) $halfLease }}
 {{- $message := "salad: worker.config.heartbeatInterval (%v) must be below half of master.config.leaseSeconds (%v s), or a lease may expire between two heartbeats: lower heartbeatInterval or raise leaseSeconds." }}
 {{- fail (printf $message $w.config.heartbeatInterval $halfLease) }}
+{{- end }}
+{{- if eq (include "salad.databaseMode" .) "cloudnative-pg" }}
+{{- $cluster := include "salad.cnpg.clusterName" . }}
+{{- if or (gt (len $cluster) 50) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster)) }}
+{{- fail (printf "salad: the CloudNativePG Cluster name %q must be a DNS label of at most 50 characters starting with a letter (the operator refuses others): shorten the release name or set fullnameOverride." $cluster) }}
+{{- end }}
+{{- /* Until the migrations hook goes: its Job reads database.secretKey itself, not salad.databaseSecretKey. */}}
+{{- if and .Values.migrations.enabled (not $db.existingSecret) (ne $db.secretKey "uri") }}
+{{- fail (printf "salad: with postgresql.mode=cloudnative-pg the migrations Job reads the database URL under database.secretKey (%q), and the operator's Secret %s-app holds it under \"uri\": set database.secretKey=uri." $db.secretKey $cluster) }}
+{{- end }}
 {{- end }}
 {{- with $db.url }}
 {{- if not (regexMatch "^(postgresql|postgres|postgresql\\+psycopg)://" .) }}
@@ -253,7 +299,7 @@ Usage: include "salad.secretValue" (dict "ctx" $ "value" .Values.auth.clientToke
 
 {{/*
 The data of the release's Secret, unencoded, as a JSON object: the database URL (unless database.existingSecret
-holds it), the bundled PostgreSQL's password, and the bearer tokens (unless auth.existingSecret holds them).
+or CloudNativePG's Secret holds it), the bundled PostgreSQL's password, and the bearer tokens (unless auth.existingSecret holds them).
 Generated values are drawn once per rendering and kept on the root context, so that the Secret and the
 checksums of the pods reading it see the same values. The URL and the password come from one draw, so the
 URL always carries PostgreSQL's password.
@@ -262,16 +308,17 @@ Usage: include "salad.secretData" $ | fromJson
 {{- define "salad.secretData" -}}
 {{- if not (hasKey . "saladSecretData") }}
 {{- $data := dict }}
+{{- $mode := include "salad.databaseMode" . }}
 {{- $password := "" }}
-{{- if .Values.postgresql.enabled }}
+{{- if eq $mode "bundled" }}
 {{- $given := .Values.postgresql.auth.password }}
 {{- $password = include "salad.secretValue" (dict "ctx" . "value" $given "key" "postgres-password") }}
 {{- $_ := set $data "postgres-password" $password }}
 {{- end }}
 {{- if not .Values.database.existingSecret }}
-{{- if .Values.postgresql.enabled }}
+{{- if eq $mode "bundled" }}
 {{- $_ := set $data .Values.database.secretKey (include "salad.postgresql.url" (dict "ctx" . "password" $password)) }}
-{{- else }}
+{{- else if eq $mode "external" }}
 {{- $_ := set $data .Values.database.secretKey .Values.database.url }}
 {{- end }}
 {{- end }}
@@ -289,8 +336,8 @@ Usage: include "salad.secretData" $ | fromJson
 
 {{/*
 Checksum of exactly the secret values a component's container reads: its tokens and, for Shared and Master,
-the database URL. A value kept in an existingSecret is unknown to the chart: its reference is hashed instead,
-so rotating it there needs a `kubectl rollout restart` (or a reloader).
+the database URL. A value kept in an existingSecret or in CloudNativePG's Secret is unknown to the chart: its
+reference is hashed instead, so rotating it there needs a `kubectl rollout restart` (or a reloader).
 Usage: include "salad.secretChecksum" (dict "ctx" $ "component" "worker")
 */}}
 {{- define "salad.secretChecksum" -}}
@@ -306,10 +353,12 @@ Usage: include "salad.secretChecksum" (dict "ctx" $ "component" "worker")
 {{- end }}
 {{- end }}
 {{- if ne .component "worker" }}
-{{- if $values.database.existingSecret }}
-{{- $_ := set $read "database-url" (printf "secret %s/%s" $values.database.existingSecret $values.database.secretKey) }}
+{{- $name := include "salad.databaseSecretName" .ctx }}
+{{- $key := include "salad.databaseSecretKey" .ctx }}
+{{- if eq $name (include "salad.fullname" .ctx) }}
+{{- $_ := set $read "database-url" (index $data $key) }}
 {{- else }}
-{{- $_ := set $read "database-url" (index $data $values.database.secretKey) }}
+{{- $_ := set $read "database-url" (printf "secret %s/%s" $name $key) }}
 {{- end }}
 {{- end }}
 {{- toJson $read | sha256sum }}
@@ -376,7 +425,7 @@ SALAD_DATABASE_URL from the database Secret.
   valueFrom:
     secretKeyRef:
       name: {{ include "salad.databaseSecretName" . }}
-      key: {{ .Values.database.secretKey }}
+      key: {{ include "salad.databaseSecretKey" . }}
 {{- end }}
 
 {{/*
