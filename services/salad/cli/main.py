@@ -75,13 +75,16 @@ def worker() -> None:
 
 
 @app.command()
-def migrate() -> None:
-    """Bring the database (SALAD_DATABASE_URL) to the latest schema."""
+def migrate(
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for the database to answer first (a PostgreSQL still starting).")] = 0,
+) -> None:
+    """Bring the database (SALAD_DATABASE_URL) to the latest schema; safe to run from many pods at once."""
     from salad.core.migrate import upgrade
 
     settings = DatabaseSettings()
     setup_logging(settings.log_level)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, wait_seconds=wait)
     console.print("database schema is up to date")
 
 
