@@ -209,6 +209,7 @@ def up(
     with service_errors(), stack:
         TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOKEN_FILE.touch(mode=0o600)
+        TOKEN_FILE.chmod(0o600)  # touch keeps the mode of a file that exists: tighten it before writing
         TOKEN_FILE.write_text(stack.client_token)
         console.print(f"Web page {stack.shared_url}/#token={stack.client_token}")
         console.print(f"Shared  {stack.shared_url}   (API docs at {stack.shared_url}/docs)")
