@@ -89,6 +89,11 @@ BAD_ORDERS = [
     ("no fruits field", {"fruit": ["apple"]}, "fruits"),
     ("fruits not a list", {"fruits": "apple"}, "fruits"),
     ("a priority out of range", {"fruits": ["apple"], "priority": 1000}, "priority"),
+    ("a priority given as a string", {"fruits": ["apple"], "priority": "5"}, "priority"),
+    ("a priority given as a boolean", {"fruits": ["apple"], "priority": True}, "priority"),
+    ("a fruit made of combining marks only", {"fruits": ["\u0301\u0301"]}, "fruits.0"),
+    ("a fruit made of a zero-width joiner", {"fruits": ["\u200d"]}, "fruits.0"),
+    ("a fruit hiding a zero-width space", {"fruits": ["ki\u200bwi"]}, "fruits.0"),
 ]
 
 
@@ -101,6 +106,26 @@ def test_a_bad_order_gets_a_4xx_naming_the_problem_and_stores_nothing(api, stack
     assert response.status_code == 422
     assert expected in response.json()["message"]
     assert stored_orders(stack) == before
+
+
+def test_a_fruit_typed_with_a_combining_accent_is_stored_as_one_character(api):
+    """"é" as e + U+0301 and as U+00E9 look the same: they are one name."""
+    created = api.post("/v1/orders", json={"fruits": ["pe\u0301che", "p\u00eache"]}).json()
+
+    assert created["fruits"] == ["p\u00e9che", "p\u00eache"]
+
+
+def test_masters_reports_with_times_out_of_range_get_a_4xx(stack):
+    """A time past year 9999 once converted to UTC overflowed into a 500."""
+    headers = {"Authorization": f"Bearer {stack.tokens['master']}"}
+    for finished_at, expected in [("9999-12-31T23:59:59-14:00", "between 2000 and 9000"),
+                                  ("1970-01-01T00:00:00Z", "between 2000 and 9000"),
+                                  ("2026-01-01T12:00:00", "UTC offset")]:
+        report = {"order_id": 1, "version": 1, "status": "completed", "finished_at": finished_at}
+        response = httpx.post(f"{stack.shared_url}/internal/v1/orders/reports", json={"reports": [report]},
+                              headers=headers, timeout=10)
+        assert response.status_code == 422, response.text
+        assert "finished_at" in response.json()["message"] and expected in response.json()["message"]
 
 
 def test_malformed_json_gets_a_4xx_naming_the_problem(api, stack):
@@ -130,7 +155,10 @@ def test_bad_reads_get_a_4xx_naming_the_problem(api, path, status, expected):
 def test_the_seed_create_task_route_refuses_bad_fruits_and_stores_nothing(api, stack):
     before = stored_orders(stack)
 
-    assert api.post("/create_task/", json=[]).status_code == 422
+    empty = api.post("/create_task/", json=[])
+    assert empty.status_code == 422 and "at least 1" in empty.json()["message"]
+    schema = api.get("/openapi.json").json()["paths"]["/create_task/"]["post"]["requestBody"]
+    assert schema["content"]["application/json"]["schema"]["minItems"] == 1, "the schema says what is refused"
     assert api.post("/create_task/", json=[{"fruit": ""}]).status_code == 422
     assert api.post("/create_task/", json=[{"name": "apple"}]).status_code == 422
     assert stored_orders(stack) == before

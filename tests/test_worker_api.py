@@ -342,6 +342,9 @@ def test_workers_register_and_are_listed_with_their_load(stack, master):
     ("/v1/tasks/0/heartbeat", {"lease_id": str(uuid.UUID(int=1))}, "task_id"),
     ("/v1/tasks/99999999999/heartbeat", {"lease_id": str(uuid.UUID(int=1))}, "task_id"),
     ("/send_task", {}, "nom_worker"),
+    ("/v1/tasks/exchange", {"worker": "w", "wait": False}, "wait"),
+    ("/v1/tasks/exchange", {"worker": "w", "max_tasks": "2"}, "max_tasks"),
+    ("/v1/tasks/claim", {"worker": "w", "max_tasks": True}, "max_tasks"),
 ])
 def test_bad_worker_requests_get_a_4xx_naming_the_field(master, path, body, expected):
     response = master.post(path, json=body)

@@ -8,7 +8,8 @@ import re
 import pytest
 import yaml
 
-from .manifests import CHART, NAMESPACE, RELEASE, VALUE_SETS, component, load_values, render_chart, workloads
+from .manifests import (CHART, NAMESPACE, RELEASE, VALUE_SETS, component, load_values, parse, render_chart,
+                        workloads)
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk renders the chart")
 
@@ -223,26 +224,24 @@ def test_given_tokens_are_used():
     assert base64.b64decode(secret["data"]["client-token"]).decode() == "c" * 32
 
 
-def test_migrations_hook(chart_sets):
-    """After install with the bundled database (it must exist first), before install otherwise; before
-    every upgrade in both cases. A pre-install Job cannot use the release's Secret or ServiceAccount."""
-    bundled = chart_sets["default"].get("Job", f"{RELEASE}-salad-migrate")
-    assert hook(bundled) == "post-install,pre-upgrade"
-    assert bundled["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
-
-    external = chart_sets["external-database"]
-    job = external.get("Job", f"{RELEASE}-salad-migrate")
-    assert hook(job) == "pre-install,pre-upgrade"
-    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
-    ref = job["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]
-    hook_secret = external.get("Secret", ref["name"])
-    assert hook(hook_secret) == "pre-install,pre-upgrade"
-    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0  # created before the Job
-
-    assert not chart_sets["existing-secret"].of_kind("Secret"), "nothing left for the chart to keep"
-    existing = chart_sets["existing-secret"].get("Job", f"{RELEASE}-salad-migrate")
-    ref = existing["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "salad-database", "key": "url"}
+def test_shared_and_master_migrate_before_they_start(chart_sets):
+    """No hook Job: a post-install hook waits for `--wait`, which waits for pods that need the schema. Each
+    Shared and Master pod runs `salad migrate --wait` first, with the database URL its service reads."""
+    for name, mset in chart_sets.items():
+        assert not mset.of_kind("Job"), f"{name}: a migrations Job is back"
+        for obj in mset.of_kind("Deployment"):
+            spec = obj["spec"]["template"]["spec"]
+            inits = spec.get("initContainers", [])
+            if component(obj) == "worker":
+                assert not inits, "workers reach no database"
+                continue
+            (migrate,) = [c for c in inits if c["name"] == "migrate"]
+            assert migrate["args"][:2] == ["migrate", "--wait"] and float(migrate["args"][2]) > 0
+            assert migrate["image"] == spec["containers"][0]["image"]
+            url = next(e for e in spec["containers"][0]["env"] if e["name"] == "SALAD_DATABASE_URL")
+            assert url in migrate["env"], f"{name}: migrate reads another database than {component(obj)}"
+    off = parse(render_chart({"migrations": {"enabled": False}})["salad/templates/deployment.yaml"])
+    assert all("initContainers" not in d["spec"]["template"]["spec"] for d in off)
 
 
 def test_helm_test_orders_a_salad_from_the_release(chart_sets):
@@ -335,14 +334,14 @@ def test_network_policies_cover_every_pod(chart_sets):
     mset = chart_sets["network-policy"]
     policies = mset.of_kind("NetworkPolicy")
     for obj, _ in workloads(mset):
-        if component(obj) in {"migrations", "test"}:
+        if component(obj) == "test":
             continue
         labels = obj["spec"]["template"]["metadata"]["labels"]
         assert any(p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for p in policies), \
             f"no NetworkPolicy selects {obj['metadata']['name']}"
     by_name = {p["metadata"]["name"]: p for p in policies}
     postgres_from = by_name[f"{RELEASE}-salad-postgresql"]["spec"]["ingress"][0]["from"][0]["podSelector"]
-    assert set(postgres_from["matchExpressions"][0]["values"]) == {"shared", "master", "migrations"}
+    assert set(postgres_from["matchExpressions"][0]["values"]) == {"shared", "master"}
     master_peers = by_name[MASTER]["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in master_peers
     shared_peers = by_name[SHARED]["spec"]["ingress"][0]["from"]
@@ -548,7 +547,8 @@ def test_extra_volumes_mounts_and_init_containers_per_component():
     assert wait["command"][-1] == f"until nslookup {RELEASE}-salad-master; do sleep 2; done"
     for comp in ("shared", "master"):
         other = deployments[comp]["spec"]["template"]["spec"]
-        assert "initContainers" not in other and len(other["volumes"]) == 1, f"{comp} got the worker's extras"
+        assert [c["name"] for c in other.get("initContainers", [])] == ["migrate"], f"{comp}: init containers"
+        assert len(other["volumes"]) == 1, f"{comp} got the worker's extras"
     for deployment in deployments.values():
         kubernetes_validate.validate(deployment, "1.27.0", strict=True)
 
@@ -584,11 +584,12 @@ def test_cloudnative_pg_cluster(chart_sets):
     assert set(secret["data"]) == {"client-token", "master-token", "worker-token"}
     app = {"name": f"{CLUSTER}-app", "key": "uri"}
     for name in (SHARED, MASTER):
-        assert database_url_ref(mset.get("Deployment", name)) == app
+        deployment = mset.get("Deployment", name)
+        assert database_url_ref(deployment) == app
+        (migrate,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert {"name": "SALAD_DATABASE_URL", "valueFrom": {"secretKeyRef": app}} in migrate["env"]
     assert database_url_ref(mset.get("Deployment", WORKER)) is None
-    job = mset.get("Job", f"{RELEASE}-salad-migrate")
-    assert hook(job) == "post-install,pre-upgrade", "the Cluster must exist before the migrations"
-    assert job["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"] == app
+    assert not mset.of_kind("Job"), "no migrations hook"
 
 
 def test_cloudnative_pg_defaults():

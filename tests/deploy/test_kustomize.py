@@ -20,7 +20,10 @@ def test_overlay_holds_the_whole_stack(kustomize_sets, overlay):
     mset = kustomize_sets[overlay]
     assert names(mset, "Deployment") == SERVICES
     assert names(mset, "StatefulSet") == {"salad-postgresql"}
-    assert names(mset, "Job") == {"salad-migrate"}
+    assert names(mset, "Job") == set(), "Shared and Master migrate in their init containers"
+    for name in ("salad-shared", "salad-master"):
+        (init,) = mset.get("Deployment", name)["spec"]["template"]["spec"]["initContainers"]
+        assert init["args"][:2] == ["migrate", "--wait"] and init["image"].startswith(name)
     assert SERVICES | {"salad-postgresql"} <= names(mset, "Service")
     assert names(mset, "PodDisruptionBudget") == SERVICES
     assert all(o["metadata"].get("namespace") == "salad" for o in mset.objects)

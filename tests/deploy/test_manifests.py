@@ -95,8 +95,9 @@ def test_container_policy(manifest_set):
                 for resource in ("cpu", "memory"):
                     if resource not in resources.get(section, {}):
                         problems.append(f"{at}: no {section}.{resource}")
-            # Long-running containers need probes; a hook Job or a test pod runs to completion instead.
-            if not is_hook_or_test(obj):
+            # Long-running containers need probes; init containers (Kubernetes refuses probes on them), a hook
+            # Job or a test pod run to completion instead.
+            if not is_hook_or_test(obj) and c not in spec.get("initContainers", []):
                 for probe in ("livenessProbe", "readinessProbe"):
                     if probe not in c:
                         problems.append(f"{at}: no {probe}")
@@ -252,11 +253,11 @@ def test_salad_variables_are_settings_the_service_reads(manifest_set):
                 assert set(env) <= allowed, f"`salad {command}` reads none of {set(env) - allowed}"
                 assert "SALAD_SHARED_URL" in env
                 continue
-            settings_class = settings_for(comp)
+            settings_class = settings_for("migrations" if c["name"] == "migrate" else comp)
             if settings_class is None:
                 assert not env, f"{obj['metadata']['name']} ({comp}) gets SALAD_* variables it cannot read"
                 continue
-            seen.add(comp)
+            seen.add("migrations" if c["name"] == "migrate" else comp)
             known = settings_env_names(settings_class)
             unknown = set(env) - set(known)
             where = obj["metadata"]["name"]

@@ -429,6 +429,31 @@ SALAD_DATABASE_URL from the database Secret.
 {{- end }}
 
 {{/*
+The init container of Shared and Master pods: `salad migrate` brings the schema to the image's revision
+before the service starts. It waits for a database still starting (the bundled PostgreSQL on install);
+pods starting together take turns under a PostgreSQL advisory lock. So install (with or without --wait),
+upgrade, kustomize and skaffold all migrate first, and no hook has to wait for readiness that needs it.
+Usage: include "salad.migrateInitContainer" (dict "ctx" $ "image" $values.image)
+*/}}
+{{- define "salad.migrateInitContainer" -}}
+- name: migrate
+  image: {{ include "salad.image" (dict "ctx" .ctx "image" .image) | quote }}
+  imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+  args: ["migrate", "--wait", {{ .ctx.Values.migrations.waitSeconds | quote }}]
+  env:
+    - name: SALAD_LOG_LEVEL
+      value: {{ .ctx.Values.logLevel | quote }}
+    {{- include "salad.databaseUrlEnv" .ctx | nindent 4 }}
+  resources:
+    {{- toYaml .ctx.Values.migrations.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .ctx.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
 The callers whose bearer tokens a component's container gets, space-separated: Shared accepts clients and
 Master; Master accepts clients and workers and presents its own token to Shared; workers present theirs;
 the helm test is a client.

@@ -75,13 +75,16 @@ def worker() -> None:
 
 
 @app.command()
-def migrate() -> None:
-    """Bring the database (SALAD_DATABASE_URL) to the latest schema."""
+def migrate(
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for the database to answer first (a PostgreSQL still starting).")] = 0,
+) -> None:
+    """Bring the database (SALAD_DATABASE_URL) to the latest schema; safe to run from many pods at once."""
     from salad.core.migrate import upgrade
 
     settings = DatabaseSettings()
     setup_logging(settings.log_level)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, wait_seconds=wait)
     console.print("database schema is up to date")
 
 
@@ -206,6 +209,7 @@ def up(
     with service_errors(), stack:
         TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOKEN_FILE.touch(mode=0o600)
+        TOKEN_FILE.chmod(0o600)  # touch keeps the mode of a file that exists: tighten it before writing
         TOKEN_FILE.write_text(stack.client_token)
         console.print(f"Web page {stack.shared_url}/#token={stack.client_token}")
         console.print(f"Shared  {stack.shared_url}   (API docs at {stack.shared_url}/docs)")

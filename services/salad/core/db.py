@@ -154,13 +154,3 @@ def snapshot(engine: Engine) -> Iterator[Session]:
         if not is_sqlite(engine):  # set before the first statement, for this transaction only
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         yield session
-
-
-def ping(engine: Engine) -> bool:
-    """True when the database answers; readiness probes ask this."""
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:
-        return False

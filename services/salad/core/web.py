@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from sqlalchemy.exc import InterfaceError, OperationalError
+from psycopg import errors as pg_errors
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,10 +55,26 @@ async def validation_error_handler(_request: Request, exc: RequestValidationErro
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 
 
+def unavailable(message: str, detail: str | None = None) -> JSONResponse:
+    """A retryable 503: the caller is told when to try again."""
+    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                        content={"message": message, "detail": detail})
+
+
 async def database_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
     """The database is down or unreachable: a retryable 503, never a 500."""
-    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                        content={"message": "the database is unavailable; retry later", "detail": type(exc).__name__})
+    return unavailable("the database is unavailable; retry later", type(exc).__name__)
+
+
+# The schema is not there yet (the service started before `salad migrate` ran) or is behind this code.
+NOT_MIGRATED = (pg_errors.UndefinedTable, pg_errors.UndefinedColumn, pg_errors.UndefinedObject)
+
+
+async def programming_error_handler(request: Request, exc: ProgrammingError) -> Response:
+    """A missing table or column is a 503 while migrations run, never a 500; other errors stay 500s."""
+    if isinstance(exc.orig, NOT_MIGRATED):
+        return unavailable("the database schema is not migrated yet; retry later", type(exc.orig).__name__)
+    raise exc
 
 
 class BodyLimit:
@@ -143,9 +160,12 @@ def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
 
     @app.get("/readyz", tags=["probes"], response_model=ProbeStatus, responses={503: {"model": ProbeStatus}})
     def readyz() -> JSONResponse:
-        """Readiness: 200 when the database (or, for a worker, Master) answers; 503 otherwise."""
-        ok = ready()
-        return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready"})
+        """Readiness: 200 when the service can serve (Shared, Master: the database answers and its schema is
+        at this code's revision; a worker: Master answers); 503 with Retry-After otherwise."""
+        if ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                            content={"status": "not ready"})
 
     @app.get("/metrics", tags=["probes"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
@@ -169,6 +189,7 @@ def create_app(service: str, ready: Callable[[], bool], max_body_bytes: int | No
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     for database_error in (OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(database_error, database_unavailable_handler)
+    app.add_exception_handler(ProgrammingError, programming_error_handler)
     if max_body_bytes:
         app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestMetrics, service=service)

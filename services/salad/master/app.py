@@ -12,8 +12,9 @@ from prometheus_client.core import GaugeMetricFamily
 from salad import __version__
 from salad.core import http
 from salad.core.auth import Tokens, bearer_header
-from salad.core.db import is_sqlite, make_engine, ping
+from salad.core.db import is_sqlite, make_engine
 from salad.core.loops import every, retention
+from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
@@ -87,7 +88,7 @@ def build_app() -> FastAPI:
             sync_shared.close()
             engine.dispose()
 
-    app = create_app("master", ready=lambda: ping(engine), max_body_bytes=settings.max_body_bytes,
+    app = create_app("master", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Master", version=__version__, lifespan=lifespan)
     app.state.engine = engine
     app.state.settings = settings

@@ -17,8 +17,10 @@ class StrictModel(BaseModel):
 
 class ClaimRequest(StrictModel):
     worker: WorkerName
-    max_tasks: int = Field(1, ge=1, le=1000, description="Free slots: at most this many tasks are leased.")
-    wait: float = Field(0, ge=0, le=3600, description="Seconds to hold the request open while no task is queued.")
+    max_tasks: int = Field(1, ge=1, le=1000, strict=True,
+                           description="Free slots: at most this many tasks are leased.")
+    wait: float = Field(0, ge=0, le=3600, strict=True,
+                        description="Seconds to hold the request open while no task is queued.")
 
 
 class LeasedTask(BaseModel):
@@ -56,8 +58,10 @@ class ExchangeRequest(StrictModel):
     worker: WorkerName
     results: list[Report] = Field(default_factory=list, max_length=1000,
                                   description="Results of tasks this worker finished.")
-    max_tasks: int = Field(0, ge=0, le=1000, description="Free slots: at most this many tasks are leased.")
-    wait: float = Field(0, ge=0, le=3600, description="Seconds to hold the request open while no task is queued "
+    max_tasks: int = Field(0, ge=0, le=1000, strict=True,
+                           description="Free slots: at most this many tasks are leased.")
+    wait: float = Field(0, ge=0, le=3600, strict=True,
+                        description="Seconds to hold the request open while no task is queued "
                                                       "(after the results are recorded).")
 
 
@@ -80,10 +84,11 @@ class LeaseState(BaseModel):
 
 
 class WorkerBeat(StrictModel):
-    slots: int = Field(ge=1, le=10_000)
-    busy: int = Field(0, ge=0, le=10_000)
-    prefetch: int = Field(0, ge=0, le=10_000, description="Tasks it leases ahead of its free slots: Master "
-                          "plans an order's hand-out for the live workers' slots and prefetch.")
+    slots: int = Field(ge=1, le=10_000, strict=True)
+    busy: int = Field(0, ge=0, le=10_000, strict=True)
+    prefetch: int = Field(0, ge=0, le=10_000, strict=True,
+                          description="Tasks it leases ahead of its free slots: Master plans an order's hand-out "
+                                      "for the live workers' slots and prefetch.")
 
 
 class WorkerPublic(BaseModel):

@@ -110,7 +110,7 @@ def states(statuses: dict[int, str]) -> list[OrderState]:
 
 
 @seed.post("/create_task/", response_model=SeedMessage)
-def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body()]):
+def seed_create_task(request: Request, fruits: Annotated[list[SeedFruit], Body(min_length=1)]):
     """Seed contract: order a salad from a list of `{"fruit": ...}`."""
     try:
         body = OrderCreate(fruits=[f.fruit for f in fruits])

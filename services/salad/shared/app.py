@@ -9,8 +9,9 @@ from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
 from salad.core.auth import Tokens
-from salad.core.db import make_engine, ping
+from salad.core.db import make_engine
 from salad.core.loops import every, retention
+from salad.core.migrate import schema_is_current
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import create_app, freeze_startup_objects
@@ -57,7 +58,7 @@ def build_app() -> FastAPI:
             REGISTRY.unregister(collector)
             engine.dispose()
 
-    app = create_app("shared", ready=lambda: ping(engine), max_body_bytes=settings.max_body_bytes,
+    app = create_app("shared", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Shared", version=__version__, lifespan=lifespan)
     app.state.engine = engine
     app.state.settings = settings

@@ -3,14 +3,25 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+import unicodedata
 
-from salad.core.fields import DbId, Text
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from salad.core.fields import DbId, Moment, Text
 from salad.core.settings import shared_settings
 
-FRUIT_PATTERN = r"^\w[\w .'-]*$"  # letters (any script), digits, space, dot, apostrophe, hyphen
+# A letter or digit (any script) first, then letters with their combining marks, digits, underscore, space,
+# dot, apostrophe, hyphen: no name made only of combining marks or zero-width characters.
+FRUIT_PATTERN = r"^[\p{L}\p{N}][\p{L}\p{M}\p{N}_ .'-]*$"
 
-FruitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=FRUIT_PATTERN)]
+
+def composed(name: str) -> str:
+    """One spelling per name: "é" typed as e + combining accent is stored as the single character."""
+    return unicodedata.normalize("NFC", name)
+
+
+FruitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=FRUIT_PATTERN),
+                      AfterValidator(composed)]
 
 
 class StrictModel(BaseModel):
@@ -19,7 +30,8 @@ class StrictModel(BaseModel):
 
 class OrderCreate(StrictModel):
     fruits: list[FruitName] = Field(min_length=1, description="One task is made per fruit.")
-    priority: int = Field(0, ge=-100, le=100, description="Higher is served first; equal ones in order.")
+    priority: int = Field(0, ge=-100, le=100, strict=True,
+                          description="Higher is served first; equal ones in order.")
 
     @field_validator("fruits")
     @classmethod
@@ -70,7 +82,7 @@ class OrderPage(BaseModel):
 
 # --- Master-facing -----------------------------------------------------------------------------
 class IntakeClaim(StrictModel):
-    limit: int = Field(10, ge=1, le=100)
+    limit: int = Field(10, ge=1, le=100, strict=True)
 
 
 class IntakeOrder(BaseModel):
@@ -99,10 +111,10 @@ class OrderReport(StrictModel):
     """A change of an order's state at Master. Reports apply in version order; a repeated one is a no-op."""
 
     order_id: DbId
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=2**31 - 1, strict=True)
     status: Literal["completed", "failed", "in_progress"]
-    finished_at: datetime | None = None
-    preparation_time: float | None = Field(None, ge=0, le=1e9)
+    finished_at: Moment | None = None
+    preparation_time: float | None = Field(None, ge=0, le=1e9, strict=True)
     failure_reason: Text | None = None
 
 
