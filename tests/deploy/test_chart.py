@@ -593,19 +593,25 @@ def test_cloudnative_pg_cluster(chart_sets):
 
 
 def test_cloudnative_pg_defaults():
-    objects = [o for path, text in render_chart({"postgresql": {"mode": "cloudnative-pg"},
-                                                 "database": {"secretKey": "uri"}}).items()
+    """mode is the only value to set: database.secretKey names the key of the chart's Secret or an
+    existingSecret, never of the operator's."""
+    objects = [o for path, text in render_chart({"postgresql": {"mode": "cloudnative-pg"}}).items()
                if path.endswith(".yaml") for o in yaml.safe_load_all(text) if o]
     (cluster,) = [o for o in objects if o["kind"] == "Cluster"]
     assert cluster["spec"]["instances"] == 3
     assert cluster["spec"]["storage"]["size"] and "storageClass" not in cluster["spec"]["storage"]
     assert "backup" not in cluster["spec"] and "imageName" not in cluster["spec"]
+    app = {"name": f"{CLUSTER}-app", "key": "uri"}
+    for d in (o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != WORKER):
+        pod = d["spec"]["template"]["spec"]
+        assert database_url_ref(d) == app
+        assert {"name": "SALAD_DATABASE_URL", "valueFrom": {"secretKeyRef": app}} in pod["initContainers"][0]["env"]
 
 
 def test_cloudnative_pg_rolls_on_its_secret_reference_only():
     """The URL lives in the operator's Secret: the bundled password means nothing, and the reference is all the
     chart sees (rotating the operator's password needs a restart)."""
-    cnpg = with_values(FIXED_SECRETS, **{"postgresql.mode": "cloudnative-pg", "database.secretKey": "uri"})
+    cnpg = with_values(FIXED_SECRETS, **{"postgresql.mode": "cloudnative-pg"})
     assert rolled(cnpg, with_values(cnpg, **{"postgresql.auth.password": "other"}), "checksum/secrets") == set()
     assert rolled(FIXED_SECRETS, cnpg, "checksum/secrets") == {"shared", "master"}
 
@@ -613,7 +619,7 @@ def test_cloudnative_pg_rolls_on_its_secret_reference_only():
 def test_cloudnative_pg_behind_network_policies():
     """With egress restricted, Shared and Master may reach the Cluster's instances (the operator's pods, which
     carry cnpg.io/cluster, not the release's labels); workers may not."""
-    values = {"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"},
+    values = {"postgresql": {"mode": "cloudnative-pg"},
               "networkPolicy": {"enabled": True, "egress": {"enabled": True}}}
     policies = {p["metadata"]["name"]: p
                 for p in yaml.safe_load_all(render_chart(values)["salad/templates/networkpolicy.yaml"]) if p}
@@ -626,19 +632,17 @@ def test_cloudnative_pg_behind_network_policies():
 
 
 def test_notes_name_the_cloudnative_pg_cluster():
-    notes = render_chart({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}})
+    notes = render_chart({"postgresql": {"mode": "cloudnative-pg"}})
     assert f"CloudNativePG Cluster {CLUSTER}" in notes["salad/templates/NOTES.txt"]
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"postgresql": {"mode": "cloudnative-pg"}},
-     r'the migrations Job reads the database URL under database.secretKey \("database-url"\).*set database.secretKey=uri'),
-    ({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}, "fullnameOverride": "s" * 40},
+    ({"postgresql": {"mode": "cloudnative-pg"}, "fullnameOverride": "s" * 40},
      r"CloudNativePG Cluster name .* must be a DNS label of at most 50 characters"),
-    ({"postgresql": {"mode": "cloudnative-pg"}, "database": {"secretKey": "uri"}, "fullnameOverride": "1salad"},
+    ({"postgresql": {"mode": "cloudnative-pg"}, "fullnameOverride": "1salad"},
      r"CloudNativePG Cluster name \"1salad-postgresql\" must be a DNS label"),
-    ({"postgresql": {"mode": "cloudnative-pg", "cnpg": {"resources": {"requests": {"memory": "1 GB"}}}},
-      "database": {"secretKey": "uri"}}, r"postgresql.cnpg.resources.requests.memory is \"1 GB\""),
+    ({"postgresql": {"mode": "cloudnative-pg", "cnpg": {"resources": {"requests": {"memory": "1 GB"}}}}},
+     r"postgresql.cnpg.resources.requests.memory is \"1 GB\""),
 ])
 def test_refuses_cloudnative_pg_values_that_cannot_work(values, message):
     with pytest.raises(helm.HelmError, match=message):

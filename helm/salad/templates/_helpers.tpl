@@ -250,10 +250,6 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- if or (gt (len $cluster) 50) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster)) }}
 {{- fail (printf "salad: the CloudNativePG Cluster name %q must be a DNS label of at most 50 characters starting with a letter (the operator refuses others): shorten the release name or set fullnameOverride." $cluster) }}
 {{- end }}
-{{- /* Until the migrations hook goes: its Job reads database.secretKey itself, not salad.databaseSecretKey. */}}
-{{- if and .Values.migrations.enabled (not $db.existingSecret) (ne $db.secretKey "uri") }}
-{{- fail (printf "salad: with postgresql.mode=cloudnative-pg the migrations Job reads the database URL under database.secretKey (%q), and the operator's Secret %s-app holds it under \"uri\": set database.secretKey=uri." $db.secretKey $cluster) }}
-{{- end }}
 {{- end }}
 {{- with $db.url }}
 {{- if not (regexMatch "^(postgresql|postgres|postgresql\\+psycopg)://" .) }}
@@ -299,7 +295,8 @@ Usage: include "salad.secretValue" (dict "ctx" $ "value" .Values.auth.clientToke
 
 {{/*
 The data of the release's Secret, unencoded, as a JSON object: the database URL (unless database.existingSecret
-or CloudNativePG's Secret holds it), the bundled PostgreSQL's password, and the bearer tokens (unless auth.existingSecret holds them).
+or CloudNativePG's Secret holds it), the bundled PostgreSQL's password, and the bearer tokens (unless
+auth.existingSecret holds them).
 Generated values are drawn once per rendering and kept on the root context, so that the Secret and the
 checksums of the pods reading it see the same values. The URL and the password come from one draw, so the
 URL always carries PostgreSQL's password.
