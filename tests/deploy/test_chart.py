@@ -115,12 +115,15 @@ def test_schema_rejects(bad):
     ({"ingress": {"enabled": True, "hosts": []}}, r"ingress.hosts is empty: list at least one host"),
     ({"shared": {"resources": {"limits": {"cpu": "lots"}}}},
      r'shared.resources.limits.cpu is "lots", not a Kubernetes quantity: write e.g. 500m'),
-    ({"worker": {"resources": {"requests": {"memory": "1 GB"}}}}, r"worker.resources.requests.memory is \"1 GB\""),
-    ({"migrations": {"resources": {"requests": {"memory": "-1Gi"}}}}, r"migrations.resources.requests.memory"),
+    ({"worker": {"resources": {"requests": {"memory": "1 GB"}}}},
+     r"worker.resources.requests.memory is \"1 GB\""),
+    ({"migrations": {"resources": {"requests": {"memory": "-1Gi"}}}},
+     r"migrations.resources.requests.memory"),
     ({"postgresql": {"resources": {"limits": {"memory": "512MB"}}}}, r"postgresql.resources.limits.memory"),
     ({"tests": {"resources": {"limits": {"cpu": "1.5 cores"}}}}, r"tests.resources.limits.cpu"),
     ({"worker": {"autoscaling": {"enabled": True, "minReplicas": 12, "maxReplicas": 4}}},
-     r"worker.autoscaling.minReplicas \(12\) is above maxReplicas \(4\): raise maxReplicas or lower minReplicas"),
+     r"worker.autoscaling.minReplicas \(12\) is above maxReplicas \(4\): "
+     r"raise maxReplicas or lower minReplicas"),
     ({"worker": {"keda": {"enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2}}},
      r"worker.keda.minReplicaCount \(5\) is above maxReplicaCount \(2\): raise maxReplicaCount"),
     ({"worker": {"config": {"heartbeatInterval": 15}}},
@@ -148,7 +151,8 @@ def test_refusals_do_not_print_the_database_password():
      r"at '/shared/service/nodePort': minimum: got 80, want 30,?000"),
     ({"shared": {"service": {"type": "NodePort", "nodePort": 40000}}},
      r"at '/shared/service/nodePort': maximum: got 40,?000, want 32,?767"),
-    ({"shared": {"pdb": {"maxUnavailable": -1}}}, r"at '/shared/pdb/maxUnavailable': minimum: got -1, want 0"),
+    ({"shared": {"pdb": {"maxUnavailable": -1}}},
+     r"at '/shared/pdb/maxUnavailable': minimum: got -1, want 0"),
     ({"master": {"pdb": {"maxUnavailable": "half"}}},
      r"at '/master/pdb/maxUnavailable': 'half' does not match pattern '\^\[0-9\]\+%\$'"),
 ])
@@ -161,7 +165,8 @@ def test_schema_refuses_with_the_allowed_range(values, message):
 @pytest.mark.parametrize("values", [
     {"shared": {"service": {"type": "NodePort", "nodePort": 30080}}},
     {"shared": {"pdb": {"maxUnavailable": "25%"}}, "worker": {"pdb": {"maxUnavailable": 0}}},
-    {"shared": {"resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi"}, "limits": {"cpu": 2, "memory": "2e9"}}}},
+    {"shared": {"resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi"},
+                              "limits": {"cpu": 2, "memory": "2e9"}}}},
     {"worker": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 3}}},
     {"postgresql": {"enabled": False}, "database": {"url": "postgresql+psycopg://salad:x@db:5432/salad"}},
     {"postgresql": {"enabled": False}, "database": {"url": "postgres://salad:x@db:5432/salad"}},
@@ -388,7 +393,8 @@ def test_config_changes_roll_the_pods():
 def pod_annotations(values: dict) -> dict[str, dict]:
     """Component -> annotations of its Deployment's pod template."""
     rendered = render_chart(values)["salad/templates/deployment.yaml"]
-    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]["annotations"]
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]:
+            d["spec"]["template"]["metadata"]["annotations"]
             for d in yaml.safe_load_all(rendered) if d}
 
 
@@ -469,7 +475,8 @@ def test_retention_batch_and_interval_are_settings_of_shared_and_master():
     defaults = config_maps({})
     for comp in ("shared", "master"):
         assert (defaults[comp]["SALAD_PRUNE_BATCH"], defaults[comp]["SALAD_PRUNE_INTERVAL"]) == ("100", "10")
-    assert not {"SALAD_PRUNE_BATCH", "SALAD_PRUNE_INTERVAL"} & set(defaults["worker"]), "workers prune nothing"
+    assert not {"SALAD_PRUNE_BATCH", "SALAD_PRUNE_INTERVAL"} & set(defaults["worker"]), \
+        "workers prune nothing"
     tuned = config_maps({"shared": {"config": {"pruneBatch": 500, "pruneInterval": 2.5}},
                          "master": {"config": {"pruneBatch": 1000}}})
     assert (tuned["shared"]["SALAD_PRUNE_BATCH"], tuned["shared"]["SALAD_PRUNE_INTERVAL"]) == ("500", "2.5")
@@ -508,7 +515,8 @@ def test_extra_objects_are_rendered_with_tpl():
     """extraObjects: maps or strings, each a manifest, templated against the release."""
     values = {"extraObjects": [
         {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": "{{ include \"salad.fullname\" . }}-extra", "namespace": "{{ .Release.Namespace }}"},
+         "metadata": {"name": "{{ include \"salad.fullname\" . }}-extra",
+                      "namespace": "{{ .Release.Namespace }}"},
          "data": {"release": "{{ .Release.Name }}"}},
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}-reader\n",
     ]}
@@ -517,8 +525,10 @@ def test_extra_objects_are_rendered_with_tpl():
     extra = next(o for o in objects if o["metadata"]["name"] == f"{RELEASE}-salad-extra")
     assert extra["kind"] == "ConfigMap" and extra["data"] == {"release": RELEASE}
     assert extra["metadata"]["namespace"] == NAMESPACE
-    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == f"{RELEASE}-reader" for o in objects)
-    assert not [p for p, text in render_chart({}).items() if "extra" in p and text.strip()], "nothing by default"
+    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == f"{RELEASE}-reader"
+               for o in objects)
+    assert not [p for p, text in render_chart({}).items() if "extra" in p and text.strip()], \
+        "nothing by default"
 
 
 
@@ -526,8 +536,10 @@ def test_extra_volumes_mounts_and_init_containers_per_component():
     import kubernetes_validate
 
     init = {"name": "wait", "image": "docker.io/library/busybox:1.37",
-            "command": ["sh", "-c", "until nslookup {{ include \"salad.fullname\" . }}-master; do sleep 2; done"],
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}},
+            "command": ["sh", "-c",
+                        "until nslookup {{ include \"salad.fullname\" . }}-master; do sleep 2; done"],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                          "limits": {"cpu": "50m", "memory": "32Mi"}},
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
     values = {"worker": {
         "extraVolumes": [{"name": "fruit-list", "configMap": {"name": "{{ .Release.Name }}-fruits"}}],
@@ -572,7 +584,8 @@ def test_cloudnative_pg_cluster(chart_sets):
     spec = cluster["spec"]
     assert spec["instances"] == 3
     assert spec["bootstrap"] == {"initdb": {"database": "salad", "owner": "salad"}}
-    assert spec["storage"] == {"size": cnpg["storage"]["size"], "storageClass": cnpg["storage"]["storageClass"]}
+    assert spec["storage"] == {"size": cnpg["storage"]["size"],
+                               "storageClass": cnpg["storage"]["storageClass"]}
     assert spec["backup"] == cnpg["backup"], "backup is passed through as given"
     assert spec["postgresql"]["parameters"] == cnpg["parameters"]
     assert spec["resources"] == mset.values["postgresql"]["cnpg"]["resources"]
@@ -605,14 +618,16 @@ def test_cloudnative_pg_defaults():
     for d in (o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != WORKER):
         pod = d["spec"]["template"]["spec"]
         assert database_url_ref(d) == app
-        assert {"name": "SALAD_DATABASE_URL", "valueFrom": {"secretKeyRef": app}} in pod["initContainers"][0]["env"]
+        migrate = pod["initContainers"][0]
+        assert {"name": "SALAD_DATABASE_URL", "valueFrom": {"secretKeyRef": app}} in migrate["env"]
 
 
 def test_cloudnative_pg_rolls_on_its_secret_reference_only():
-    """The URL lives in the operator's Secret: the bundled password means nothing, and the reference is all the
-    chart sees (rotating the operator's password needs a restart)."""
+    """The URL lives in the operator's Secret: the bundled password means nothing, and the reference is all
+    the chart sees (rotating the operator's password needs a restart)."""
     cnpg = with_values(FIXED_SECRETS, **{"postgresql.mode": "cloudnative-pg"})
-    assert rolled(cnpg, with_values(cnpg, **{"postgresql.auth.password": "other"}), "checksum/secrets") == set()
+    other_password = with_values(cnpg, **{"postgresql.auth.password": "other"})
+    assert rolled(cnpg, other_password, "checksum/secrets") == set()
     assert rolled(FIXED_SECRETS, cnpg, "checksum/secrets") == {"shared", "master"}
 
 
@@ -650,8 +665,8 @@ def test_refuses_cloudnative_pg_values_that_cannot_work(values, message):
 
 
 def test_every_custom_resource_kind_is_rendered_and_schema_checked(chart_sets):
-    """Each kind in CRD_KINDS appears in some ci/*-values.yaml, so test_custom_resources_match_their_crd_schemas
-    checks it."""
+    """Each kind in CRD_KINDS appears in some ci/*-values.yaml, so that
+    test_custom_resources_match_their_crd_schemas checks it."""
     from .manifests import CRD_KINDS
 
     rendered = {o["kind"] for mset in chart_sets.values() for o in mset.objects}

@@ -60,7 +60,8 @@ def test_custom_resources_match_their_crd_schemas(manifest_set):
     """The operators' custom resources validate against their CRDs' JSON schemas (closed objects: a misspelt
     field is an error)."""
     if not CRD_SCHEMAS.is_dir():
-        pytest.skip(f"no CRD schemas at {CRD_SCHEMAS}: CI checks shared/crd-schemas out beside the repository")
+        pytest.skip(f"no CRD schemas at {CRD_SCHEMAS}: CI checks shared/crd-schemas out beside the "
+                    "repository")
     from jsonschema import Draft202012Validator
 
     errors = []
@@ -162,8 +163,8 @@ def test_services_and_budgets_select_pods(manifest_set):
 
 
 def test_referenced_config_exists(manifest_set):
-    """ConfigMaps and Secrets the pods use are rendered too, except existingSecrets and the Secrets an operator
-    makes (CloudNativePG's <cluster>-app)."""
+    """ConfigMaps and Secrets the pods use are rendered too, except existingSecrets and the Secrets an
+    operator makes (CloudNativePG's <cluster>-app)."""
     external = {f"{c['metadata']['name']}-app" for c in manifest_set.of_kind("Cluster")}
     if manifest_set.is_chart:
         external |= {manifest_set.values[group]["existingSecret"] for group in ("database", "auth")} - {""}
