@@ -26,11 +26,13 @@ def utcnow() -> datetime:
 
 
 def sqlalchemy_url(url: str) -> str:
-    """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship."""
-    for prefix in ("postgresql://", "postgres://"):
+    """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship; any other
+    URL is refused (ValueError)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
-    return url
+    scheme = url.partition("://")[0] if "://" in url else "no scheme"
+    raise ValueError(f"a PostgreSQL URL is needed (postgresql://user:password@host:5432/salad), not {scheme}")
 
 
 def libpq_url(url: str) -> str:
