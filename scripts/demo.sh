@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run salad on a fresh machine: creates .venv, installs salad, then runs `salad demo` (Shared, Master and
-# three workers on the embedded SQLite default; a salad is ordered, its progress shown, its completion
+# three workers on an embedded PostgreSQL; a salad is ordered, its progress shown, its completion
 # time printed, and everything stopped). Extra arguments go to `salad demo`, e.g. --fruits 10 --workers 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."

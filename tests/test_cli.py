@@ -1,18 +1,24 @@
-"""The `salad` command as a user runs it: demo on the embedded SQLite default, order/status/workers."""
+"""The `salad` command as a user runs it: demo and up on the embedded PostgreSQL, order/status/workers."""
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 from salad.cli.stack import free_port
 
 
-def salad(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+def salad(*args: str, timeout: float = 120, cwd: Path | None = None,
+          **env: str) -> subprocess.CompletedProcess:
     import os
 
     return subprocess.run([sys.executable, "-m", "salad", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "120", **env})
+                          timeout=timeout, cwd=cwd, env={**os.environ, "COLUMNS": "120", **env})
 
 
 def test_demo_runs_a_salad_on_the_embedded_default_and_prints_its_completion_time(tmp_path):
@@ -22,6 +28,67 @@ def test_demo_runs_a_salad_on_the_embedded_default_and_prints_its_completion_tim
     assert "The salad is ready! Enjoy!" in done.stdout
     assert "6 fruits in" in done.stdout
     assert "worker-1" in done.stdout and "worker-2" in done.stdout
+
+
+@pytest.fixture
+def workdir():
+    """A working folder for `salad up` that other users may enter: as root, the embedded PostgreSQL runs as
+    its own user, which must reach .salad/postgres (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="salad-up-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def salad_up(folder: Path) -> tuple[subprocess.Popen, str]:
+    """`salad up` in `folder`, on its embedded PostgreSQL, until its stack is up (its client token written);
+    returns the process and Shared's URL."""
+    import os
+
+    token_file = folder / ".salad" / "client.token"
+    token_file.unlink(missing_ok=True)
+    shared_port, master_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SALAD_DATABASE_URL"} | {"COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "salad", "up", "--workers", "1", "--time-scale", "0.01",
+         "--shared-port", str(shared_port), "--master-port", str(master_port)],
+        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works, even under `&`
+    deadline = time.monotonic() + 240  # PostgreSQL, then the services (START_TIMEOUT: 120 s)
+    while not (token_file.exists() and token_file.read_text()):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "salad up did not start"
+        time.sleep(0.2)
+    return process, f"http://127.0.0.1:{shared_port}"
+
+
+def stop(process: subprocess.Popen, sig: int) -> str:
+    process.send_signal(sig)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, output
+    return output
+
+
+def test_up_keeps_its_postgresql_between_runs_and_stops_it_on_sigterm_and_ctrl_c(workdir):
+    pid_file = workdir / ".salad" / "postgres" / "postmaster.pid"
+    first, shared_url = salad_up(workdir)
+    assert pid_file.exists()
+    ordered = salad("order", "apple", "kiwi", "--wait", "--json", "--shared-url", shared_url, cwd=workdir)
+    assert ordered.returncode == 0, ordered.stdout + ordered.stderr
+    order_id = json.loads(ordered.stdout)["id"]
+    stop(first, signal.SIGTERM)
+    assert not pid_file.exists(), "salad up left its PostgreSQL running"
+
+    second, shared_url = salad_up(workdir)
+    try:
+        shown = salad("status", str(order_id), "--json", "--shared-url", shared_url, cwd=workdir)
+    finally:
+        output = stop(second, signal.SIGINT)
+
+    assert "starting PostgreSQL in .salad/postgres" in output
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert json.loads(shown.stdout)["status"] == "completed"
+    assert not pid_file.exists(), "salad up left its PostgreSQL running after Ctrl-C"
 
 
 def test_demo_reports_a_service_that_cannot_start_with_the_end_of_its_log():

@@ -1,6 +1,5 @@
 """The migrations build exactly the schema the models describe, so a model change without its migration fails."""
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from salad.core import models  # noqa: F401  (registers the tables)
@@ -21,10 +20,8 @@ def test_the_migrated_postgresql_schema_matches_the_models(postgres_url):
         engine.dispose()
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
-def test_tasks_queued_before_the_hand_out_plan_keep_longest_first(dialect, postgres_admin_url, tmp_path):
-    url = (create_database(postgres_admin_url, "before_hand_out_rank") if dialect == "postgresql"
-           else f"sqlite:///{tmp_path}/salad.db")
+def test_tasks_queued_before_the_hand_out_plan_keep_longest_first(postgres_admin_url):
+    url = create_database(postgres_admin_url, "before_hand_out_rank")
     upgrade(url, "0003")
     engine = make_engine(sqlalchemy_url(url))
     try:

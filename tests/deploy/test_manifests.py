@@ -226,16 +226,16 @@ def cli_env_vars(command: str) -> set[str]:
 
 
 def required_fields(settings_class) -> set[str]:
-    """Fields whose default only makes sense on one machine (loopback URLs, SQLite, host-derived values),
-    and secrets (bearer tokens: without them authentication is off)."""
+    """Fields with no default (the database URL), or one that only makes sense on one machine (loopback URLs,
+    host-derived values), and secrets (bearer tokens: without them authentication is off)."""
     from pydantic import SecretStr
 
     required = set()
     for name, info in settings_class.model_fields.items():
         default = info.default
-        host_bound = isinstance(default, str) and re.search(r"127\.0\.0\.1|localhost|^sqlite", default)
+        host_bound = isinstance(default, str) and re.search(r"127\.0\.0\.1|localhost", default)
         secret = SecretStr in getattr(info.annotation, "__args__", (info.annotation,))
-        if info.default_factory is not None or host_bound or secret:
+        if info.default_factory is not None or default == "" or host_bound or secret:
             required.add(name)
     return required
 
@@ -266,6 +266,8 @@ def test_salad_variables_are_settings_the_service_reads(manifest_set):
             missing = {f"SALAD_{f.upper()}" for f in required_fields(settings_class)} - set(env)
             assert not missing, f"{obj['metadata']['name']}: required {sorted(missing)} not set"
             literal = {known[k]: v for k, v in env.items() if v is not None}
+            if "SALAD_DATABASE_URL" in env and "database_url" not in literal:  # from a Secret: a stand-in
+                literal["database_url"] = "postgresql://salad:password@database:5432/salad"
             settings_class(**literal)  # raises if a value does not parse or breaks a constraint
     assert {"shared", "master", "worker", "migrations"} <= seen
 

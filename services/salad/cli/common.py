@@ -12,6 +12,7 @@ from rich.table import Table
 
 from salad.cli import client
 from salad.cli.stack import StartFailed
+from salad.core.embedded import EmbeddedPostgresError
 
 console = Console()
 
@@ -36,11 +37,11 @@ def fail(message: str) -> None:
 
 @contextmanager
 def service_errors():
-    """An unreachable service, a refused request or a local service that cannot start ends the command with
-    its message, exit code 1."""
+    """An unreachable service, a refused request or a local service or PostgreSQL that cannot start ends the
+    command with its message, exit code 1."""
     try:
         yield
-    except (client.ServiceError, StartFailed) as exc:
+    except (client.ServiceError, StartFailed, EmbeddedPostgresError) as exc:
         fail(str(exc))
 
 

@@ -1,4 +1,4 @@
-"""Database engine and sessions: PostgreSQL (psycopg 3) in deployments, SQLite as the embedded default."""
+"""Database engine and sessions: PostgreSQL through psycopg 3."""
 
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +12,6 @@ from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.sql import Subquery
 from sqlmodel import Session, create_engine
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000  # several local processes share one SQLite file
 PING_AFTER_IDLE = 0.5  # seconds a pooled connection may sit unused and still be taken without a ping
 LAST_USED = "salad_last_used"  # key in a pooled connection's info: when it was last known alive
 TASKS_CHANNEL = "salad_tasks"  # tasks were queued: wakes long-polling claims on every Master replica
@@ -26,11 +25,13 @@ def utcnow() -> datetime:
 
 
 def sqlalchemy_url(url: str) -> str:
-    """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship."""
-    for prefix in ("postgresql://", "postgres://"):
+    """`postgresql://` and `postgres://` URLs mean psycopg 3, the only PostgreSQL driver we ship; any other
+    URL is refused (ValueError)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
-    return url
+    scheme = url.partition("://")[0] if "://" in url else "no scheme"
+    raise ValueError(f"a PostgreSQL URL is needed (postgresql://user:password@host:5432/salad), not {scheme}")
 
 
 def libpq_url(url: str) -> str:
@@ -38,25 +39,9 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = None) -> Engine:
     """An engine with a pool of `pool_size` (and as many overflow) connections. `planner` settings are set on
-    each new PostgreSQL connection, so no transaction spends a round trip setting them."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
+    each new connection, so no transaction spends a round trip setting them."""
     # LIFO: the connections in use stay few and warm (their backends and prepared statements), and the
     # rest idle long enough for a server or proxy timeout to close them; the ping then finds those closed.
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True)
@@ -105,25 +90,21 @@ def again_if_disconnected(work: Callable[[], T]) -> T:
         return work()
 
 
-# as json_to_recordset names them (DateTime: PostgreSQL only, as an ISO 8601 string)
+# as json_to_recordset names them (DateTime as an ISO 8601 string)
 JSON_ROW_TYPES = {BigInteger: "bigint", Integer: "integer", String: "text", DateTime: "timestamptz"}
 
 
-def json_rows(dialect: str, columns: dict[str, type], param: str = "batch") -> Subquery:
+def json_rows(columns: dict[str, type], param: str = "batch") -> Subquery:
     """A batch of rows bound as one JSON parameter (a list of objects), read as a table by the statement:
     one value to send for the whole batch, instead of the statement run once per row."""
-    if dialect == "postgresql":
-        spec = ", ".join(f"{name} {JSON_ROW_TYPES[kind]}" for name, kind in columns.items())
-        sql = f"SELECT * FROM json_to_recordset(CAST(:{param} AS json)) AS r({spec})"
-    else:  # SQLite
-        sql = "SELECT " + ", ".join(f"value ->> '{name}' AS {name}" for name in columns) + f" FROM json_each(:{param})"
+    spec = ", ".join(f"{name} {JSON_ROW_TYPES[kind]}" for name, kind in columns.items())
+    sql = f"SELECT * FROM json_to_recordset(CAST(:{param} AS json)) AS r({spec})"
     return text(sql).columns(**columns).subquery("r")
 
 
 def notify(session: Session, channel: str) -> None:
-    """Wake the listeners of `channel` when this transaction commits (PostgreSQL; SQLite processes poll)."""
-    if not is_sqlite(session.get_bind()):
-        session.execute(text(f"NOTIFY {channel}"))
+    """Wake the listeners of `channel` when this transaction commits."""
+    session.execute(text(f"NOTIFY {channel}"))
 
 
 @contextmanager
@@ -147,10 +128,8 @@ def snapshot(engine: Engine) -> Iterator[Session]:
     """A read-only unit of work whose statements all see the same moment, so the parts of one answer agree.
 
     PostgreSQL reads each statement of a READ COMMITTED transaction afresh, so a page read in several queries
-    could show a salad both open and completed; REPEATABLE READ gives one snapshot. On SQLite (the embedded
-    default, one machine) the statements still read one at a time.
+    could show a salad both open and completed; REPEATABLE READ gives one snapshot.
     """
-    with transaction(engine) as session:
-        if not is_sqlite(engine):  # set before the first statement, for this transaction only
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    with transaction(engine) as session:  # set before the first statement, for this transaction only
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         yield session

@@ -46,9 +46,8 @@ def upgrade(database_url: str, revision: str = "head", wait_seconds: float = 0) 
         while True:
             try:
                 with engine.begin() as connection:
-                    if connection.dialect.name == "postgresql":
-                        # Held until this transaction ends: a second migrator waits here, then has nothing to do.
-                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                    # Held until this transaction ends: a second migrator waits here, then has nothing to do.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                     config = alembic_config(database_url)
                     config.attributes["connection"] = connection
                     command.upgrade(config, revision)

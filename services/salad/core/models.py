@@ -32,7 +32,7 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         Index("ix_orders_status_id", "status", "id"),
         Index("ix_orders_completed_at", "completed_at",  # retention deletes the oldest finished first
-              postgresql_where=text("completed_at IS NOT NULL"), sqlite_where=text("completed_at IS NOT NULL")),
+              postgresql_where=text("completed_at IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -60,11 +60,11 @@ class Task(SQLModel, table=True):
         # then the rank planned within the order at its split (master/hand_out.py).
         Index(
             "ix_tasks_queued", text("priority DESC"), "order_id", "hand_out_rank", "id",
-            postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
         ),
         Index(
             "ix_tasks_running_lease", "lease_expires_at",
-            postgresql_where=text("status = 'running'"), sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
         ),
     )
 
@@ -95,7 +95,7 @@ class Salad(SQLModel, table=True):
     __tablename__ = "salads"
     __table_args__ = (
         Index("ix_salads_finished_at", "finished_at",  # retention deletes the oldest finished first
-              postgresql_where=text("finished_at IS NOT NULL"), sqlite_where=text("finished_at IS NOT NULL")),
+              postgresql_where=text("finished_at IS NOT NULL")),
     )
 
     order_id: int = Field(primary_key=True)
@@ -119,7 +119,7 @@ class Outbox(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_undelivered", "next_attempt_at",
-              postgresql_where=text("delivered_at IS NULL"), sqlite_where=text("delivered_at IS NULL")),
+              postgresql_where=text("delivered_at IS NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -8,20 +8,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salad.core.db import sqlalchemy_url
 
-DEFAULT_DATABASE_URL = "sqlite:///salad.db"  # the embedded default: one machine, one Master
-
 
 class CommonSettings(BaseSettings):
     """What every service reads."""
 
-    model_config = SettingsConfigDict(env_prefix="SALAD_", extra="ignore")
+    # errors name the setting, never echo its value: a database URL carries a password, tokens are secrets
+    model_config = SettingsConfigDict(env_prefix="SALAD_", extra="ignore", hide_input_in_errors=True)
 
     log_level: str = "INFO"
     host: str = "0.0.0.0"
 
 
 class DatabaseSettings(CommonSettings):
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field("", validate_default=True)  # required: postgresql://user:password@host:5432/salad
     db_pool_size: int = Field(10, ge=1)  # connections per process
     retention_seconds: float | None = Field(None, gt=0)  # delete finished orders this long after; unset: keep
     prune_batch: int = Field(100, ge=1)  # finished orders whose rows one retention transaction deletes
@@ -30,7 +29,13 @@ class DatabaseSettings(CommonSettings):
     @field_validator("database_url")
     @classmethod
     def use_psycopg3(cls, url: str) -> str:
-        return sqlalchemy_url(url)
+        if not url:
+            raise ValueError("SALAD_DATABASE_URL is not set: give the PostgreSQL URL, "
+                             "e.g. postgresql://user:password@host:5432/salad (`salad up` starts its own)")
+        try:
+            return sqlalchemy_url(url)
+        except ValueError as exc:
+            raise ValueError(f"SALAD_DATABASE_URL: {exc}") from None
 
 
 class ApiSettings(DatabaseSettings):

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from salad import __version__
 from salad.core import http
 from salad.core.auth import Tokens, bearer_header
-from salad.core.db import is_sqlite, make_engine
+from salad.core.db import make_engine
 from salad.core.loops import every, retention
 from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
@@ -70,8 +70,7 @@ def build_app() -> FastAPI:
         if settings.retention_seconds:
             pruning = retention(engine, settings, prune_finished, "orders' tasks")
             loops.append(every(settings.prune_interval, pruning, "retention"))
-        if not is_sqlite(engine):
-            loops.append(listen(settings.database_url, signal, order_placed))
+        loops.append(listen(settings.database_url, signal, order_placed))
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
         freeze_startup_objects()

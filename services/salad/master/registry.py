@@ -3,23 +3,19 @@
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
-from salad.core.db import is_sqlite, transaction, utcnow
+from salad.core.db import transaction, utcnow
 from salad.core.models import Task, TaskStatus, Worker
 from salad.master.hand_out import Capacity
 from salad.master.schemas import Stats, WorkerPublic
 
 
-def upsert_dialect(engine: Engine):
-    return sqlite if is_sqlite(engine) else postgresql
-
-
 def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
     """Record that a worker is alive, with its capacity and load."""
     now = utcnow()
-    statement = upsert_dialect(engine).insert(Worker).values(
+    statement = postgresql.insert(Worker).values(
         name=name, slots=slots, prefetch=prefetch, busy=busy, started_at=now, last_seen=now
     )
     statement = statement.on_conflict_do_update(

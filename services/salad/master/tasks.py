@@ -1,7 +1,7 @@
 """The task life cycle in the database: split, claim, heartbeat, result, release, reap.
 
 Every function is one transaction and safe with any number of Master replicas: claims and scans take
-rows with FOR UPDATE SKIP LOCKED (PostgreSQL), and an order's countdown row serialises its last results.
+rows with FOR UPDATE SKIP LOCKED, and an order's countdown row serialises its last results.
 """
 
 import json
@@ -31,15 +31,14 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from salad.core.db import (
     TASKS_CHANNEL,
     again_if_disconnected,
     autocommit,
-    is_sqlite,
     json_rows,
     notify,
     transaction,
@@ -107,14 +106,12 @@ LOCK_REPORTED = (
     .where(tasks_table.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(tasks_table.c.id).with_for_update()
 )
-DIALECTS = ("postgresql", "sqlite")
-INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # with ON CONFLICT
 
 
-def succeed_statement(dialect: str):
+def succeed_statement():
     """Record every success whose lease still holds in one statement, returning what the metrics and the
     countdown need: executed row by row, a batch cost Master more CPU than PostgreSQL spent on it."""
-    batch = json_rows(dialect, dict(id=BigInteger, lease_id=String, result=String))
+    batch = json_rows(dict(id=BigInteger, lease_id=String, result=String))
     return (
         update(tasks_table)
         .where(tasks_table.c.id == batch.c.id, tasks_table.c.lease_id == batch.c.lease_id,
@@ -126,19 +123,18 @@ def succeed_statement(dialect: str):
     )
 
 
-def split_statement(dialect: str, new_orders=None):
-    """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter); with
-    `new_orders`, only those of the orders it holds."""
-    batch = json_rows(dialect, dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
-                                    priority=Integer, hand_out_rank=Integer, status=String, attempts=Integer,
-                                    lease_id=String, worker=String, lease_expires_at=DateTime))
+def split_statement(new_orders):
+    """Insert the tasks of a batch of orders in one statement (the fruits as one JSON parameter), only those
+    of the orders `new_orders` holds."""
+    batch = json_rows(dict(order_id=BigInteger, position=Integer, fruit=String, execution_time=Integer,
+                           priority=Integer, hand_out_rank=Integer, status=String, attempts=Integer,
+                           lease_id=String, worker=String, lease_expires_at=DateTime))
     now = bindparam("now", type_=tasks_table.c.created_at.type)
     leased = batch.c.lease_id.is_not(None)
     fruits = select(batch.c.order_id, batch.c.position, batch.c.fruit, batch.c.execution_time, batch.c.priority,
                     batch.c.hand_out_rank, batch.c.status, batch.c.attempts, bindparam("max_attempts"), now, now,
                     batch.c.lease_id, batch.c.worker, batch.c.lease_expires_at, case((leased, now), else_=null()))
-    if new_orders is not None:
-        fruits = fruits.join(new_orders, new_orders.c.order_id == batch.c.order_id)
+    fruits = fruits.join(new_orders, new_orders.c.order_id == batch.c.order_id)
     return insert(tasks_table).from_select(
         ["order_id", "position", "fruit", "execution_time", "priority", "hand_out_rank", "status", "attempts",
          "max_attempts", "created_at", "queued_at", "lease_id", "worker", "lease_expires_at", "claimed_at"],
@@ -146,21 +142,21 @@ def split_statement(dialect: str, new_orders=None):
     )
 
 
-def add_salads_statement(dialect: str):
+def add_salads_statement():
     """Insert countdown rows, skipping orders that have one, and return the orders inserted: one statement
     both finds the orders not split yet and claims them (a concurrent insert of the same order waits for
     the other transaction, then skips it)."""
-    return (INSERT[dialect](salads_table).on_conflict_do_nothing(index_elements=[salads_table.c.order_id])
+    return (postgresql.insert(salads_table).on_conflict_do_nothing(index_elements=[salads_table.c.order_id])
             .returning(salads_table.c.order_id))
 
 
 def split_in_one_statement():
-    """PostgreSQL: the countdown rows and the tasks of a batch of orders in one statement, which commits by
-    itself. Idle workers wait for a split: as two statements in a transaction (BEGIN, both inserts, NOTIFY,
-    COMMIT) the tasks could be claimed four round trips later."""
-    orders = json_rows("postgresql", dict(order_id=BigInteger, total=Integer, ordered_at=DateTime), param="orders")
+    """The countdown rows and the tasks of a batch of orders in one statement, which commits by itself.
+    Idle workers wait for a split: as two statements in a transaction (BEGIN, both inserts, NOTIFY, COMMIT)
+    the tasks could be claimed four round trips later."""
+    orders = json_rows(dict(order_id=BigInteger, total=Integer, ordered_at=DateTime), param="orders")
     new_orders = (
-        add_salads_statement("postgresql")
+        add_salads_statement()
         .from_select(["order_id", "total", "remaining", "status", "ordered_at", "version", "seed_collected"],
                      select(orders.c.order_id, orders.c.total, orders.c.total, literal(OrderStatus.IN_PROGRESS.value),
                             orders.c.ordered_at, literal(0), literal(False)))
@@ -168,15 +164,14 @@ def split_in_one_statement():
     )
     # pg_notify per task row: PostgreSQL sends one notification per transaction for identical ones, at its
     # commit, so waiting claims wake as the tasks become visible (a NOTIFY statement after: a round trip later).
-    return (split_statement("postgresql", new_orders).add_cte(new_orders)
+    return (split_statement(new_orders).add_cte(new_orders)
             .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
                        tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority,
                        tasks_table.c.hand_out_rank, tasks_table.c.lease_id, func.pg_notify(TASKS_CHANNEL, "")))
 
 
-SPLIT_POSTGRESQL = split_in_one_statement()
-ADD_SALADS_SQLITE, SPLIT_SQLITE = add_salads_statement("sqlite"), split_statement("sqlite")
-SUCCEED = {dialect: succeed_statement(dialect) for dialect in DIALECTS}
+SPLIT = split_in_one_statement()
+SUCCEED = succeed_statement()
 COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it, still counting right
     update(salads_table).where(salads_table.c.order_id == bindparam("order"))
     .values(remaining=salads_table.c.remaining - bindparam("done"))
@@ -185,7 +180,7 @@ COUNT_DOWN = (  # counts a failed order's late results too: a requeue resumes it
 
 
 def exchange_in_one_statement():
-    """PostgreSQL: a worker's successes recorded, their orders counted down (an order's last fruit completes
+    """A worker's successes recorded, their orders counted down (an order's last fruit completes
     it and queues its report to Shared), and its next tasks leased, in one statement that commits by itself.
 
     As statements in a transaction (BEGIN, successes, claim, a countdown per order, the completion and its
@@ -197,7 +192,7 @@ def exchange_in_one_statement():
     """
     salads, outbox = salads_table, Outbox.__table__
     now = bindparam("now", type_=salads.c.finished_at.type)
-    succeeded = SUCCEED["postgresql"].cte("succeeded")
+    succeeded = SUCCEED.cte("succeeded")
     done = (select(succeeded.c.order_id, func.count().label("fruits"))
             .group_by(succeeded.c.order_id).cte("done"))
     left = salads.c.remaining - done.c.fruits  # counts a failed order's late results too, as COUNT_DOWN does
@@ -242,7 +237,7 @@ def exchange_in_one_statement():
     )
 
 
-EXCHANGE_POSTGRESQL = exchange_in_one_statement()
+EXCHANGE = exchange_in_one_statement()
 
 
 class TaskNotFound(Exception):
@@ -283,13 +278,11 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, take
     An order that already has them (a retried intake, or another Master got there first) is skipped:
     its countdown row is not inserted again, so neither are its tasks.
 
-    On PostgreSQL the batch's first tasks, in hand-out order, are leased in the same statement to `takers`
-    (claims waiting on this Master), each up to its `max_tasks`, as the claims they spare would have.
+    The batch's first tasks, in hand-out order, are leased in the same statement to `takers` (claims
+    waiting on this Master), each up to its `max_tasks`, as the claims they spare would have.
     """
     now = utcnow()
     split = dict(max_attempts=max_attempts, now=now)
-    if is_sqlite(engine):
-        return Split(split_in_transaction(engine, orders, split), [[] for _ in takers])
     terms = [lease_terms(taker.worker, taker.max_tasks, lease_seconds, now) for taker in takers]
     split.update(
         orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
@@ -299,7 +292,7 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, take
 
     def split_now() -> list:
         with autocommit(engine) as connection:
-            return connection.execute(SPLIT_POSTGRESQL, split).all()  # a row per task
+            return connection.execute(SPLIT, split).all()  # a row per task
 
     # safe to repeat (orders split already are skipped); if it failed, the orders, leased to this Master by
     # Shared, would wait for that lease to expire (SALAD_INTAKE_LEASE_SECONDS) before another try
@@ -320,21 +313,6 @@ def lease_first(rows: list[dict], terms: list[dict]) -> list[dict]:
     return rows
 
 
-def split_in_transaction(engine: Engine, orders: list[NewOrder], split: dict) -> int:
-    """SQLite: the countdown rows, then the tasks of the orders that got one, in one transaction."""
-    with transaction(engine) as session:
-        connection = session.connection()
-        new = set(connection.execute(ADD_SALADS_SQLITE, [
-            dict(order_id=o.order_id, total=len(o.fruits), remaining=len(o.fruits), status=OrderStatus.IN_PROGRESS,
-                 ordered_at=o.ordered_at, version=0, seed_collected=False)
-            for o in orders
-        ]).scalars())
-        if new:
-            fruits = fruit_rows([o for o in orders if o.order_id in new])
-            connection.execute(SPLIT_SQLITE, dict(split, batch=json.dumps(fruits)))
-    return len(new)
-
-
 def fruit_rows(orders: list[NewOrder]) -> list[dict]:
     """A row per fruit, queued."""
     return [
@@ -351,21 +329,15 @@ def fruit_rows(orders: list[NewOrder]) -> list[dict]:
 def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
           timeout_seconds: float) -> list[LeasedTask]:
     """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement, committed by itself (the
-    claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks)."""
-    with autocommit(engine) as connection:
-        return claim_in(connection, worker, max_tasks, lease_seconds, timeout_seconds)
-
-
-def claim_in(connection: Connection, worker: str, max_tasks: int, lease_seconds: float,
-             timeout_seconds: float) -> list[LeasedTask]:
-    """The claim statement, on the caller's connection (in its transaction, if any).
+    claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks).
 
     Hand-out order: priority, then oldest order first, then the rank planned at the split within an order.
     """
     if max_tasks <= 0:
         return []
     terms = lease_terms(worker, max_tasks, lease_seconds)
-    return leased_tasks(connection.execute(CLAIM, terms).all(), terms, timeout_seconds)
+    with autocommit(engine) as connection:
+        return leased_tasks(connection.execute(CLAIM, terms).all(), terms, timeout_seconds)
 
 
 def lease_terms(worker: str, max_tasks: int, lease_seconds: float, now: datetime | None = None) -> dict:
@@ -424,23 +396,17 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
              timeout_seconds: float) -> tuple[list[ResultAck], list[LeasedTask]]:
     """Record a worker's results and lease it more tasks, in one round trip for the worker.
 
-    On PostgreSQL the successes and the claim are one statement (EXCHANGE_POSTGRESQL). Failures are
-    recorded before it, so a fruit queued again can be leased by this same exchange; a success it did not
-    record (a stale lease, a retried post, an unknown task) is answered after it. On SQLite, one transaction.
+    The successes and the claim are one statement (EXCHANGE). Failures are recorded before it, so a fruit
+    queued again can be leased by this same exchange; a success it did not record (a stale lease, a retried
+    post, an unknown task) is answered after it.
     """
-    if is_sqlite(engine):
-        with transaction(engine) as session:
-            acks, done = record_results(session, reports)
-            leased = claim_in(session.connection(), worker, max_tasks, lease_seconds, timeout_seconds)
-            count_down(session, done)
-            return acks, leased
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
     answered = record_apart(engine, failures) if failures else {}
     successes = successes_in(first)
     terms = lease_terms(worker, max_tasks, lease_seconds)
     with autocommit(engine) as connection:
-        rows = connection.execute(EXCHANGE_POSTGRESQL, dict(terms, batch=success_batch(successes))).all()
+        rows = connection.execute(EXCHANGE, dict(terms, batch=success_batch(successes))).all()
     leased = [row for row in rows if row.kind == "leased"]
     succeeded = [row for row in rows if row.kind == "succeeded"]
     observe_successes(succeeded, terms["now"])
@@ -508,9 +474,7 @@ def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[s
     """Record the successes whose lease still holds; returns their ids and the fruits done per order."""
     if not successes:
         return set(), Counter()
-    connection = session.connection()
-    batch = success_batch(successes)
-    rows = connection.execute(SUCCEED[connection.dialect.name], dict(batch=batch, now=now)).all()
+    rows = session.connection().execute(SUCCEED, dict(batch=success_batch(successes), now=now)).all()
     observe_successes(rows, now)
     return {row.id for row in rows}, Counter(row.order_id for row in rows)
 
@@ -529,7 +493,7 @@ def observe_successes(rows, now: datetime) -> None:
 
 def count_down(session: Session, done: Counter) -> None:
     """Count the fruits done off their orders; an order's last one completes it in this same transaction.
-    (On PostgreSQL an exchange's successes are counted by EXCHANGE_POSTGRESQL, which does the same in SQL.)
+    (An exchange's successes are counted by EXCHANGE, which does the same in SQL.)
 
     Run it last before the commit: an order's countdown row, which every result of that order updates,
     stays locked only until then. Orders are taken in id order, so concurrent batches cannot deadlock.

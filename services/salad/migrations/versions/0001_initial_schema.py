@@ -51,7 +51,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_order_id'), ['order_id'], unique=False)
-        batch_op.create_index('ix_outbox_undelivered', ['next_attempt_at'], unique=False, postgresql_where=sa.text('delivered_at IS NULL'), sqlite_where=sa.text('delivered_at IS NULL'))
+        batch_op.create_index('ix_outbox_undelivered', ['next_attempt_at'], unique=False, postgresql_where=sa.text('delivered_at IS NULL'))
 
     op.create_table('salads',
     sa.Column('order_id', sa.Integer(), nullable=False),
@@ -104,8 +104,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tasks_order_id'), ['order_id'], unique=False)
-        batch_op.create_index('ix_tasks_queued', [sa.text('priority DESC'), 'order_id', sa.text('execution_time DESC'), 'id'], unique=False, postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"))
-        batch_op.create_index('ix_tasks_running_lease', ['lease_expires_at'], unique=False, postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
+        batch_op.create_index('ix_tasks_queued', [sa.text('priority DESC'), 'order_id', sa.text('execution_time DESC'), 'id'], unique=False, postgresql_where=sa.text("status = 'queued'"))
+        batch_op.create_index('ix_tasks_running_lease', ['lease_expires_at'], unique=False, postgresql_where=sa.text("status = 'running'"))
 
     op.create_table('workers',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -127,7 +127,7 @@ def downgrade() -> None:
     op.drop_table('workers')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_queued')
-        batch_op.drop_index('ix_tasks_running_lease', postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
+        batch_op.drop_index('ix_tasks_running_lease', postgresql_where=sa.text("status = 'running'"))
         batch_op.drop_index(batch_op.f('ix_tasks_order_id'))
 
     op.drop_table('tasks')
@@ -138,7 +138,7 @@ def downgrade() -> None:
     op.drop_table('task_failures')
     op.drop_table('salads')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_undelivered', postgresql_where=sa.text('delivered_at IS NULL'), sqlite_where=sa.text('delivered_at IS NULL'))
+        batch_op.drop_index('ix_outbox_undelivered', postgresql_where=sa.text('delivered_at IS NULL'))
         batch_op.drop_index(batch_op.f('ix_outbox_order_id'))
 
     op.drop_table('outbox')

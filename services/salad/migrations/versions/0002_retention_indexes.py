@@ -17,12 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_completed_at', ['completed_at'], unique=False,
-                              postgresql_where=sa.text('completed_at IS NOT NULL'),
-                              sqlite_where=sa.text('completed_at IS NOT NULL'))
+                              postgresql_where=sa.text('completed_at IS NOT NULL'))
     with op.batch_alter_table('salads', schema=None) as batch_op:
         batch_op.create_index('ix_salads_finished_at', ['finished_at'], unique=False,
-                              postgresql_where=sa.text('finished_at IS NOT NULL'),
-                              sqlite_where=sa.text('finished_at IS NOT NULL'))
+                              postgresql_where=sa.text('finished_at IS NOT NULL'))
 
 
 def downgrade() -> None:

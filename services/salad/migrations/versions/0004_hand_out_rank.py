@@ -37,7 +37,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_queued')
-    with op.batch_alter_table('tasks', schema=None) as batch_op:  # SQLite copies the table: not that index
+    with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_column('hand_out_rank')
     queue_index([sa.text('execution_time DESC')])
     with op.batch_alter_table('workers', schema=None) as batch_op:
@@ -49,4 +49,4 @@ def queue_index(within_an_order: list) -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         columns = [sa.text('priority DESC'), 'order_id', *within_an_order, 'id']
         batch_op.create_index('ix_tasks_queued', columns, unique=False,
-                              postgresql_where=QUEUED, sqlite_where=QUEUED)
+                              postgresql_where=QUEUED)
