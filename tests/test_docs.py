@@ -17,7 +17,7 @@ def test_every_setting_is_in_the_readme_configuration_table():
     assert documented == read
 
 
-@pytest.mark.parametrize("document", ["README.md", "helm/salad/README.md"])
+@pytest.mark.parametrize("document", ["helm/salad/README.md"])
 def test_the_metrics_table_is_the_one_in_docs_metrics(document):
     docs = (REPO / "docs" / "metrics.md").read_text()
     table = docs[docs.index("| name | type | labels | meaning |"):]
