@@ -4,6 +4,7 @@ give them all."""
 
 import pytest
 
+from .docker import base_image, docker, images, postgres_image, private_network  # noqa: F401 (fixtures)
 from .manifests import OVERLAYS, VALUE_SETS, ManifestSet, chart_set, kustomize_set
 
 SET_IDS = [f"chart:{name}" for name in VALUE_SETS] + [f"kustomize:{name}" for name in OVERLAYS]

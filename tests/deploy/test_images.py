@@ -1,12 +1,14 @@
 """The three images, built with a real Docker engine and run as the stack against PostgreSQL.
 
 Builds the base image (scripts/base-image.sh, kept by tag) and salad-shared, salad-master, salad-worker
-(layers cached between runs), reports their sizes, then runs migrate, Shared, Master and two workers as
-containers the way the chart runs them: read-only root filesystem, the image's numeric user, no
-capabilities. Checks that a salad completes, that the probes the chart declares answer, and that SIGTERM
-stops a busy worker within its grace period without losing its tasks.
+(layers cached between runs; tests/deploy/docker.py), reports their sizes, then runs migrate, Shared, Master
+and two workers as containers the way the chart runs them: read-only root filesystem, the image's numeric
+user, no capabilities. Checks that a salad completes, that the probes the chart declares answer, and that
+SIGTERM stops a busy worker within its grace period without losing its tasks.
 
-Containers use the host network (PostgreSQL listens on 127.0.0.1) and the chart's ports, which must be free.
+The containers run on a private Docker network of their own, beside a PostgreSQL container (the chart's
+image, or its local stand-in), find each other by network alias on the chart's ports, and are reached from
+the host at their addresses: no host network, no published port.
 SALAD_SKIP_DOCKER=1 skips this module; otherwise a Docker engine that cannot be reached is a failure.
 Set SALAD_TEST_BASE_IMAGE to build from another base (e.g. python:3.11-slim-bookworm where it can be pulled).
 """
@@ -14,133 +16,27 @@ Set SALAD_TEST_BASE_IMAGE to build from another base (e.g. python:3.11-slim-book
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 
 import httpx
-import psycopg
 import pytest
 
-from .manifests import REPO, component, parse, render_chart
+from .docker import SERVICES, Docker, remove_runs, run_labels, wait_postgres
+from .manifests import component, parse, render_chart
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(os.environ.get("SALAD_SKIP_DOCKER") == "1", reason="SALAD_SKIP_DOCKER=1"),
 ]
 
-SERVICES = ("shared", "master", "worker")
-BASE_TAG = os.environ.get("SALAD_TEST_BASE_IMAGE", "salad-base:bookworm")
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-LABEL = "salad.test=images"  # every container this module starts carries it, for the clean-up
+LABEL = "salad.test.images"  # on every container and network of a run: its id (see remove_runs)
 MAX_IMAGE_MB = 400
 # Fruits take 2-4 s here, and a stopping worker may take 10 s to finish them.
 MASTER_ENV = {"SALAD_EXECUTION_TIME_MIN": "2", "SALAD_EXECUTION_TIME_MAX": "4", "SALAD_LEASE_SECONDS": "60"}
 WORKER_ENV = {"SALAD_SLOTS": "2", "SALAD_GRACE_SECONDS": "10", "SALAD_CLAIM_WAIT": "2",
               "SALAD_HEARTBEAT_INTERVAL": "2", "SALAD_TIME_SCALE": "1.0"}
 GRACE_SECONDS = float(WORKER_ENV["SALAD_GRACE_SECONDS"])
-
-
-# --- Docker ----------------------------------------------------------------------------------------------
-class Docker:
-    """A docker CLI able to use BuildKit: with the buildx plugin, or an engine-bundled client (< 23)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.path, *args], capture_output=True, text=True, env=self.env,
-                                timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args[:3])}... failed ({result.returncode}):\n"
-                                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return result
-
-    @staticmethod
-    def find() -> "Docker | None":
-        candidates = [os.environ.get("SALAD_DOCKER"), shutil.which("docker"), "/usr/bin/docker"]
-        for path in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
-            def run(*args: str, cli: str = path) -> subprocess.CompletedProcess:
-                return subprocess.run([cli, *args], capture_output=True, text=True, timeout=30, check=False)
-
-            if run("buildx", "version").returncode == 0:
-                return Docker(path)
-            version = run("version", "--format", "{{.Client.Version}}").stdout.strip()
-            if version and int(version.split(".")[0]) < 23:  # BuildKit built in, DOCKER_BUILDKIT=1
-                return Docker(path)
-        return None
-
-
-def start_dockerd(docker: "Docker", log_path: str) -> subprocess.Popen | None:
-    """As root with no engine running, start one for the session: no bridge network and no iptables rules
-    (every container here uses the host network), images kept in the usual /var/lib/docker."""
-    dockerd = shutil.which("dockerd")
-    if dockerd is None or os.geteuid() != 0:
-        return None
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([dockerd, "--bridge=none", "--iptables=false", "--ip-masq=false"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if docker("info", check=False, timeout=10).returncode == 0:
-            return process
-        time.sleep(0.5)
-    process.terminate()
-    return None
-
-
-@pytest.fixture(scope="session")
-def docker(tmp_path_factory):
-    """The Docker CLI; if no engine answers, one started for the session (stopped at its end)."""
-    found = Docker.find()
-    if found is None:
-        pytest.fail("no docker CLI able to build with BuildKit (docker buildx, or Debian's docker.io client)")
-    started = None
-    if found("info", check=False, timeout=30).returncode != 0:
-        started = start_dockerd(found, str(tmp_path_factory.mktemp("dockerd") / "dockerd.log"))
-        info = found("info", check=False, timeout=30)
-        if info.returncode != 0:
-            pytest.fail(f"cannot reach the Docker engine ({found.path}): {info.stderr.strip()}; start "
-                        "dockerd (apt-get install docker.io), or set SALAD_SKIP_DOCKER=1 to skip these tests")
-    yield found
-    if started is not None:
-        started.terminate()
-        started.wait(timeout=60)
-
-
-@pytest.fixture(scope="session")
-def base_image(docker) -> str:
-    if docker("image", "inspect", BASE_TAG, check=False).returncode != 0:
-        if BASE_TAG != "salad-base:bookworm":
-            docker("pull", BASE_TAG, timeout=600)
-        else:
-            result = subprocess.run(["bash", str(REPO / "scripts" / "base-image.sh")], capture_output=True,
-                                    text=True, timeout=900, env={**docker.env, "DOCKER": docker.path},
-                                    check=False)
-            assert result.returncode == 0, \
-                f"scripts/base-image.sh failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return BASE_TAG
-
-
-@pytest.fixture(scope="session")
-def images(docker, base_image) -> dict[str, dict]:
-    """service -> {"tag", "seconds" (build time), "inspect"}; built one after the other, sharing layers."""
-    assert (REPO / "requirements.lock").is_file(), "requirements.lock (pinned dependencies) is missing"
-    built = {}
-    for service in SERVICES:
-        tag = f"salad-{service}:test"
-        args = ["build", "--network", "host", "--file", str(REPO / f"Dockerfile.{service}"),
-                "--build-arg", f"BASE_IMAGE={base_image}", "--tag", tag]
-        if os.path.exists(CA_BUNDLE):  # pip behind a TLS-intercepting proxy
-            args += ["--secret", f"id=pip_cert,src={CA_BUNDLE}"]
-        started = time.monotonic()
-        docker(*args, str(REPO), timeout=900)
-        inspect = json.loads(docker("image", "inspect", tag).stdout)[0]
-        built[service] = {"tag": tag, "seconds": time.monotonic() - started, "inspect": inspect}
-    return built
 
 
 @pytest.fixture(scope="session")
@@ -202,12 +98,14 @@ def test_runtime_installs_nothing(images, docker):
 
 # --- The stack in containers -----------------------------------------------------------------------------
 class Stack:
-    """Containers of one test session: started with the chart's hardening and the bearer tokens the chart
-    gives each service, removed at the end."""
+    """Containers of one test run on a private network: started with the chart's hardening and the bearer
+    tokens the chart gives each service, found by each other under their network alias (their key) on the
+    chart's ports, reached from the host at their addresses; removed at the end."""
 
-    def __init__(self, docker: Docker, images: dict, database_url: str, chart_pods: dict):
-        self.docker, self.images, self.database_url = docker, images, database_url
-        self.suffix = uuid.uuid4().hex[:6]
+    def __init__(self, docker: Docker, images: dict, chart_pods: dict):
+        self.docker, self.images, self.chart_pods = docker, images, chart_pods
+        self.run_id = uuid.uuid4().hex[:8]
+        self.network = f"salad-test-images-{self.run_id}"
         self.names: dict[str, str] = {}
         self.tokens = {role: uuid.uuid4().hex for role in ("CLIENT", "MASTER", "WORKER")}
         self.token_env = {  # service -> the SALAD_*_TOKEN variables its chart container gets
@@ -215,19 +113,38 @@ class Stack:
                       for v in pod.get("env", []) if v["name"].endswith("_TOKEN")}
             for service, pod in chart_pods.items()}
         self.auth = {"Authorization": f"Bearer {self.tokens['CLIENT']}"}
+        self.database_url = ""
+
+    def create_network(self) -> None:
+        self.docker("network", "create", "--internal", *run_labels(LABEL, self.run_id), self.network)
+
+    def start_database(self, image: str) -> None:
+        """PostgreSQL on the network as `postgres`, with a database and a password of its own."""
+        password = uuid.uuid4().hex
+        name = f"salad-test-postgres-{self.run_id}"
+        self.docker("run", "--detach", "--name", name, "--network", self.network,
+                    "--network-alias", "postgres", *run_labels(LABEL, self.run_id),
+                    "--env", "POSTGRES_USER=salad", "--env", "POSTGRES_DB=salad",
+                    "--env", f"POSTGRES_PASSWORD={password}", image)
+        wait_postgres(self.docker, name)
+        self.database_url = f"postgresql://salad:{password}@postgres:5432/salad"
 
     def hardening(self, service: str) -> list[str]:
         user = self.images[service]["inspect"]["Config"]["User"]
-        return ["--network", "host", "--read-only", "--tmpfs", "/tmp:rw,size=16m", "--user", user,
-                "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--label", LABEL]
+        return ["--network", self.network, "--read-only", "--tmpfs", "/tmp:rw,size=16m", "--user", user,
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges", *run_labels(LABEL, self.run_id)]
 
     def run(self, key: str, service: str, env: dict, *args: str) -> str:
-        name = f"salad-test-{key}-{self.suffix}"
+        name = f"salad-test-{key}-{self.run_id}"
         flags = [f"--env={k}={v}" for k, v in {**self.token_env[service], **env}.items()]
-        self.docker("run", "--detach", "--name", name, *self.hardening(service), *flags,
-                    self.images[service]["tag"], *args)
+        self.docker("run", "--detach", "--name", name, "--network-alias", key, *self.hardening(service),
+                    *flags, self.images[service]["tag"], *args)
         self.names[key] = name
         return name
+
+    def url(self, key: str, port: int) -> str:
+        """The container's address as the host reaches it."""
+        return f"http://{self.docker.ip(self.names[key], self.network)}:{port}"
 
     def migrate(self) -> None:
         result = self.docker("run", "--rm", *self.hardening("master"),
@@ -240,20 +157,7 @@ class Stack:
                          for key, name in self.names.items())
 
     def remove(self) -> None:
-        listed = self.docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}", check=False)
-        leftovers = listed.stdout.split()
-        if leftovers:
-            self.docker("rm", "--force", *leftovers, check=False)
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
+        remove_runs(self.docker, LABEL, self.run_id)
 
 
 def wait_ready(url: str, stack: Stack, timeout: float = 60) -> None:
@@ -269,41 +173,33 @@ def wait_ready(url: str, stack: Stack, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="module")
-def database(postgres_admin_url) -> str:
-    """An empty database of its own: the migrate container creates the schema."""
-    name = f"salad_images_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(scope="module")
 def ports(chart_pods) -> dict[str, int]:
-    chosen = {s: chart_port(chart_pods[s], "http") for s in SERVICES}
-    chosen["worker-b"] = chosen["worker"] + 1
-    busy = [p for p in chosen.values() if not port_is_free(p)]
-    if busy:
-        pytest.fail(f"ports {busy} are taken: the containers use the host network and the chart's ports")
-    return chosen
+    """The chart's ports: each container has an address of its own, so two workers share theirs."""
+    return {s: chart_port(chart_pods[s], "http") for s in SERVICES}
 
 
 @pytest.fixture(scope="module")
-def stack(docker, images, database, ports, chart_pods):
-    stack = Stack(docker, images, database, chart_pods)
-    stack.remove()  # containers left by an interrupted run
+def stack(docker, private_network, images, postgres_image, ports, chart_pods):
+    remove_runs(docker, LABEL)  # what interrupted runs left
+    stack = Stack(docker, images, chart_pods)
     try:
+        stack.create_network()
+        stack.start_database(postgres_image)
         stack.migrate()
-        shared_url, master_url = f"http://127.0.0.1:{ports['shared']}", f"http://127.0.0.1:{ports['master']}"
-        stack.run("shared", "shared", {"SALAD_DATABASE_URL": database, "SALAD_PORT": ports["shared"]})
-        stack.run("master", "master", {"SALAD_DATABASE_URL": database, "SALAD_PORT": ports["master"],
+        shared_url, master_url = f"http://shared:{ports['shared']}", f"http://master:{ports['master']}"
+        database = {"SALAD_DATABASE_URL": stack.database_url}
+        stack.run("shared", "shared", {**database, "SALAD_PORT": ports["shared"]})
+        stack.run("master", "master", {**database, "SALAD_PORT": ports["master"],
                                        "SALAD_SHARED_URL": shared_url, **MASTER_ENV})
         for key in ("worker-a", "worker-b"):
-            port = ports["worker"] if key == "worker-a" else ports["worker-b"]
-            stack.run(key, "worker", {"SALAD_MASTER_URL": master_url, "SALAD_PORT": port,
+            stack.run(key, "worker", {"SALAD_MASTER_URL": master_url, "SALAD_PORT": ports["worker"],
                                       "SALAD_WORKER_NAME": key, **WORKER_ENV})
-        for port in (ports["shared"], ports["master"], ports["worker"], ports["worker-b"]):
-            wait_ready(f"http://127.0.0.1:{port}/readyz", stack)
-        stack.shared_url, stack.master_url = shared_url, master_url
+        stack.master_internal_url = master_url
+        stack.endpoints = {key: stack.url(key, ports["worker" if key.startswith("worker") else key])
+                           for key in stack.names}
+        for url in stack.endpoints.values():
+            wait_ready(f"{url}/readyz", stack)
+        stack.shared_url, stack.master_url = stack.endpoints["shared"], stack.endpoints["master"]
         yield stack
     finally:
         stack.remove()
@@ -358,16 +254,17 @@ def test_probes_the_chart_declares_answer(stack, chart_pods):
     """Every probe path and port of the chart's Deployments, and /metrics, answer 200 in the containers."""
     for service in SERVICES:
         container = chart_pods[service]
+        address = stack.docker.ip(stack.names["worker-a" if service == "worker" else service], stack.network)
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = container[probe]["httpGet"]
-            url = f"http://127.0.0.1:{chart_port(container, get['port'])}{get['path']}"
+            url = f"http://{address}:{chart_port(container, get['port'])}{get['path']}"
             assert httpx.get(url, timeout=5).status_code == 200, f"{service} {probe}: {url}"
-        metrics = httpx.get(f"http://127.0.0.1:{chart_port(container, 'http')}/metrics", timeout=5)
+        metrics = httpx.get(f"http://{address}:{chart_port(container, 'http')}/metrics", timeout=5)
         assert metrics.status_code == 200 and "salad_" in metrics.text
 
 
-def busy_slots(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+def busy_slots(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
     match = re.search(r"^salad_worker_busy_slots(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
@@ -390,7 +287,7 @@ def test_sigterm_lets_a_busy_worker_finish_its_tasks(stack, ports):
     order_id = order(stack, ["mango", "pear", "plum", "grape"])
     deadline = time.monotonic() + 30
     slots = int(WORKER_ENV["SALAD_SLOTS"])
-    while busy_slots(ports["worker-b"]) < slots:  # both slots busy: no claim is in flight
+    while busy_slots(stack.endpoints["worker-b"]) < slots:  # both slots busy: no claim is in flight
         assert time.monotonic() < deadline, f"worker-b never got busy\n{stack.logs()}"
         time.sleep(0.2)
 
@@ -398,7 +295,8 @@ def test_sigterm_lets_a_busy_worker_finish_its_tasks(stack, ports):
     assert code == 0, f"worker-b exited {code} (137 means killed)\n{stack.logs()}"
     assert elapsed < GRACE_SECONDS, f"worker-b took {elapsed:.1f} s to stop, grace is {GRACE_SECONDS} s"
 
-    stack.run("worker-c", "worker", {"SALAD_MASTER_URL": stack.master_url, "SALAD_PORT": ports["worker"],
+    stack.run("worker-c", "worker", {"SALAD_MASTER_URL": stack.master_internal_url,
+                                     "SALAD_PORT": ports["worker"],
                                      "SALAD_WORKER_NAME": "worker-c", **WORKER_ENV})
     final = wait_order(stack, order_id, timeout=60)
     assert final["status"] == "completed", final
