@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from salad.cli.stack import LocalStack, free_port
-from salad.cli.watch import parse_events
+from salad.cli.watch import parse_events, snapshots
 from salad.core.auth import bearer_header
 
 from tests.helpers import wait_until
@@ -69,3 +69,8 @@ def test_a_token_past_its_bound_and_a_stream_past_the_total_get_503_until_one_cl
             timeout=10, interval=0.2, message="a place freed by the closed stream")
         assert opened.headers["content-type"].startswith("text/event-stream")
         assert_refused(open_stream(streams, shared_url, "token-d"), "SALAD_MAX_EVENT_STREAMS")
+
+        watching = snapshots(shared_url, "token-d")  # `salad watch` says why, and waits as it is told
+        assert next(watching) == ("Shared answered 503: 3 event streams are open on this Shared, the most "
+                                  "SALAD_MAX_EVENT_STREAMS allows; retry later; reconnecting in 5 s")
+        watching.close()
