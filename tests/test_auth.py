@@ -1,11 +1,15 @@
-"""Every route of Shared and Master refuses callers without the right token (walks each app's OpenAPI
-route table, so a new route cannot be left open by mistake), and tokens never reach the logs."""
+"""Every route of Shared and Master lets the right token through and refuses every other credential (none,
+malformed, another kind's token, a wrong value) with 401 or 403, never a 500 (walks each app's OpenAPI route
+table, so a new route cannot be left open by mistake), and tokens never reach the logs."""
 
 import re
+import secrets
 
 import httpx
 import pytest
 from salad.cli.stack import LocalStack
+from salad.cli.watch import parse_events
+from salad.core.auth import bearer_header
 from salad.core.settings import master_settings, shared_settings
 from salad.master.app import build_app as build_master
 from salad.shared.app import build_app as build_shared
@@ -20,26 +24,31 @@ ROLE_OF_PREFIX = [  # (service, path pattern, the role that may call it)
     ("master", r"^/(send_task|result)$", "worker"),
     ("master", r"^/", "client"),
 ]
+KNOWN_ROLES = {"shared": ("client", "master"), "master": ("client", "worker", "master")}  # the tokens it holds
 
 
-def protected_routes(app, service: str) -> list[tuple[str, str, str]]:
-    """(method, path, role) of every operation in the app's OpenAPI schema that is not open."""
+def protected_routes(app, service: str) -> list[tuple[str, str, str, bool]]:
+    """(method, path, role, takes ?access_token=) of every operation in the app's OpenAPI schema that is not
+    open."""
     found = []
     for path, operations in app.openapi()["paths"].items():
         if path in OPEN or path.startswith("/static"):
             continue
-        for method in operations:
+        for method, operation in operations.items():
             role = next(r for s, pattern, r in ROLE_OF_PREFIX if s == service and re.search(pattern, path))
             if path == "/v1/workers/{name}" and method == "get":
                 role = "client"
-            found.append((method.upper(), path, role))
+            in_query = any(p["name"] == "access_token" and p["in"] == "query"
+                           for p in operation.get("parameters", []))
+            found.append((method.upper(), path, role, in_query))
     return found
 
 
 @pytest.fixture(scope="module")
 def stack(postgres_admin_url, migrated_template, tmp_path_factory):
     url = create_database(postgres_admin_url, "auth_routes", template=migrated_template)
-    with LocalStack(url, workers=0, log_dir=tmp_path_factory.mktemp("logs")) as running:
+    debug = {"SALAD_LOG_LEVEL": "DEBUG"}  # the most they log: test_tokens_never_appear_in_the_logs reads it
+    with LocalStack(url, workers=0, env=debug, log_dir=tmp_path_factory.mktemp("logs")) as running:
         yield running
 
 
@@ -59,27 +68,66 @@ def concrete(path: str) -> str:
     return path.replace("{order_id}", "1").replace("{task_id}", "1").replace("{name}", "w1")
 
 
-@pytest.mark.parametrize("service,method,path,role", cases(), ids=lambda v: v if isinstance(v, str) else None)
-def test_a_protected_route_refuses_missing_unknown_and_wrong_kind_tokens(stack, service, method, path, role):
-    url = stack.find(service).url + concrete(path)
-    known = ("client", "master") if service == "shared" else ("client", "worker", "master")
-    wrong_role = next(r for r in known if r != role)  # a token the service knows, of another kind
+def credentials(tokens: dict[str, str]) -> list[tuple[str, str | bytes | None]]:
+    """(what, Authorization header) for every kind of credential a caller may present: none, malformed ones,
+    the token of each role, and a wrong value."""
+    client = tokens["client"]
+    return [
+        ("none", None),
+        ("scheme alone", "Bearer"),
+        ("no scheme", client),
+        ("another scheme", f"Basic {client}"),
+        ("a token and more", f"Bearer {client} {client}"),
+        ("not UTF-8", b"Bearer \xff\xfe"),
+        *[(role, f"Bearer {token}") for role, token in tokens.items()],
+        ("wrong value", f"Bearer {client[:-1]}{'A' if client[-1] != 'A' else 'B'}"),
+    ]
 
-    def send(token: str | None) -> httpx.Response:
+
+def expected(what: str, role: str, service: str) -> str:
+    """What presenting `what` to a route for `role` must get: through, 401 or 403."""
+    if what == role:
+        return "through"
+    return "403" if what in KNOWN_ROLES[service] else "401"
+
+
+@pytest.mark.parametrize("service,method,path,role,in_query", cases(),
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_every_kind_of_credential_gets_the_right_answer_never_a_500(stack, service, method, path, role,
+                                                                    in_query):
+    url = stack.find(service).url + concrete(path)
+
+    def send(header: str | bytes | None = None, query: str | None = None) -> httpx.Response:
         """Status and headers only: an event stream answered 200 would never end."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with httpx.stream(method, url, headers=headers, json={}, timeout=10) as response:
+        headers = {"Authorization": header} if header is not None else {}
+        params = {"access_token": query} if query is not None else {}
+        with httpx.stream(method, url, headers=headers, params=params, json={}, timeout=10) as response:
             if response.status_code >= 400:
                 response.read()
             return response
 
-    missing, unknown, wrong, right = send(None), send("not-a-token"), send(stack.tokens[wrong_role]), \
-        send(stack.tokens[role])
+    attempts = [(f"{what} in the header", header, None, expected(what, role, service))
+                for what, header in credentials(stack.tokens)]
+    if in_query:  # as the page's EventSource sends it
+        attempts += [(f"{what} as ?access_token=", None, header.split(" ", 1)[1],
+                      expected(what, role, service))
+                     for what, header in credentials(stack.tokens)
+                     if isinstance(header, str) and header.startswith("Bearer ") and " " not in header[7:]]
+        attempts.append(("an empty ?access_token=", None, "", "401"))
 
-    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-    assert unknown.status_code == 401
-    assert wrong.status_code == 403 and f"needs a {role} token" in wrong.json()["message"]
-    assert right.status_code not in (401, 403), right.text
+    wrong = []
+    for what, header, query, outcome in attempts:
+        response = send(header, query)
+        code = response.status_code
+        if outcome == "through":
+            ok = code not in (401, 403) and code < 500
+        elif outcome == "401":
+            ok = code == 401 and response.headers.get("www-authenticate") == "Bearer"
+        else:
+            ok = code == 403 and f"needs a {role} token" in response.json()["message"]
+        if not ok:
+            wrong.append(f"{what}: {code} (expected {outcome}) {response.text[:200]}")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("service", ["shared", "master"])
@@ -90,11 +138,22 @@ def test_probes_metrics_and_stats_stay_open(stack, service):
 
 
 def test_tokens_never_appear_in_the_logs(stack):
-    httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"]}, headers=stack.client_headers)
-    httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"]},
-               headers={"Authorization": f"Bearer {stack.tokens['worker']}"})
+    """Not in the Authorization header, nor as `?access_token=` (the page's EventSource puts its token in the
+    URL), right or wrong, on routes that take it or not: the services log at DEBUG here."""
+    wrong = f"not-a-token-{secrets.token_urlsafe(16)}"  # a wrong value may be someone's mistyped token
+    presented = [*stack.tokens.values(), wrong]
+    for token in presented:
+        httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": ["apple"]}, headers=bearer_header(token))
+        query = {"access_token": token}
+        with httpx.stream("GET", f"{stack.shared_url}/v1/events", params=query, timeout=10) as response:
+            if token == stack.client_token:
+                assert response.status_code == 200
+                assert next(parse_events(response.iter_lines())).event == "snapshot"  # served, not refused
+        for url in (f"{stack.shared_url}/v1/dashboard", f"{stack.shared_url}/v1/orders?limit=0",
+                    f"{stack.shared_url}/no/such/route", f"{stack.master_url}/v1/tasks"):
+            httpx.get(url, params=query, timeout=10)
     logs = "".join(s.log_path.read_text() for s in stack.services)
 
-    assert logs, "the services wrote logs"
-    for token in stack.tokens.values():
+    assert '"level": "DEBUG"' in logs, "the services logged at DEBUG"
+    for token in presented:
         assert token not in logs

@@ -1,5 +1,6 @@
 """Schemathesis against the OpenAPI schema of each service, over real HTTP with the right tokens:
-no 5xx, and every response matches the schema (status code, content type, body)."""
+no 5xx, no 401 or 403 (each route gets its own kind of token), and every response matches the schema
+(status code, content type, body)."""
 
 import httpx
 import pytest
@@ -17,7 +18,16 @@ from schemathesis.checks import (
 
 from tests.postgres import create_database
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+def token_accepted(_ctx, response, case) -> None:
+    """A valid case carries its route's token, and gets past it: with a wrong token, every case would test the
+    refusal alone. (Invalid cases may leave the Authorization header out.)"""
+    if case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE:
+        assert response.status_code not in (401, 403), f"{case.operation.label}: {response.text}"
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          token_accepted]
 STREAMS = "/v1/events"  # an event stream never ends: the web page tests cover it
 FUZZ_ENV = {"SALAD_MAX_CLAIM_WAIT": "0", "SALAD_INTAKE_INTERVAL": "0.2", "SALAD_OUTBOX_INTERVAL": "0.2",
             "SALAD_EXECUTION_TIME_MIN": "0", "SALAD_EXECUTION_TIME_MAX": "1"}
@@ -35,6 +45,9 @@ def stack(postgres_admin_url, migrated_template, tmp_path_factory):
 
 
 TOKEN_FOR = {"shared": "client", "master": "worker", "worker": None}
+WORKER_ROUTES = {"/v1/tasks/claim", "/v1/tasks/exchange", "/v1/tasks/{task_id}/heartbeat",
+                 "/v1/tasks/{task_id}/result", "/v1/tasks/{task_id}/release", "/v1/workers/{name}",
+                 "/send_task", "/result"}  # Master's routes for workers; the others are the clients'
 
 
 def load(stack, service: str):
@@ -49,9 +62,7 @@ def tokens(stack, service: str, path: str) -> dict[str, str]:
     role = TOKEN_FOR[service]
     if service == "shared" and path.startswith("/internal/"):
         role = "master"
-    if service == "master" and not path.startswith(("/v1/tasks/{task_id}/heartbeat", "/v1/tasks/{task_id}/result",
-                                                     "/v1/tasks/{task_id}/release", "/v1/tasks/claim",
-                                                     "/v1/workers/{name}", "/send_task", "/result")):
+    if service == "master" and path not in WORKER_ROUTES:
         role = "client"
     return {"Authorization": f"Bearer {stack.tokens[role]}"} if role else {}
 
@@ -79,7 +90,9 @@ def test_shared_api(stack):
 
 
 def test_master_api(stack):
-    assert "POST /v1/tasks/claim" in fuzz(stack, "master")
+    operations = fuzz(stack, "master")
+    assert {"POST /v1/tasks/claim", "POST /v1/tasks/exchange"} <= set(operations)
+    assert {path for path in load(stack, "master").raw_schema["paths"]} >= WORKER_ROUTES
 
 
 def test_worker_probes(stack):

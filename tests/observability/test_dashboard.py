@@ -25,7 +25,7 @@ REQUIRED_PANELS = {
     "Salads per minute", "Salad completion time", "Task queue wait", "Task execution",
     "Task end-to-end latency", "Queue depth", "Oldest queued task age", "Running tasks",
     "Live workers and busy slots", "Task outcomes per minute", "Retries and lease expiries per minute",
-    "HTTP requests per second", "HTTP 5xx ratio", "HTTP latency p95", "Orders by status",
+    "HTTP requests per second", "HTTP 5xx ratio", "HTTP latency p95", "Open orders by status",
     "Memory per instance",
 }
 QUERIES = panel_queries(load_dashboard())

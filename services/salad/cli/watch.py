@@ -69,6 +69,11 @@ def snapshots(shared_url: str, token: str | None) -> Iterator[dict | str]:
             with httpx.stream("GET", f"{shared_url}/v1/events", headers=headers, timeout=timeout) as response:
                 if response.status_code in (401, 403, 404):  # retrying will not help: say so
                     client.call("GET", f"{shared_url}/v1/dashboard", token)  # raises with Shared's reason
+                if response.status_code == 503:  # as many streams open as it serves, or its database away
+                    response.read()
+                    yield f"{refusal(response)}; reconnecting in {client.retry_after(response):g} s"
+                    time.sleep(client.retry_after(response))
+                    continue
                 response.raise_for_status()
                 for event in parse_events(response.iter_lines()):
                     retry = event.retry / 1000 if event.retry is not None else retry
@@ -81,6 +86,15 @@ def snapshots(shared_url: str, token: str | None) -> Iterator[dict | str]:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         yield f"{reason}; reconnecting"
         time.sleep(retry)
+
+
+def refusal(response: httpx.Response) -> str:
+    """Shared's reason for a 503 (why it will not serve a stream now)."""
+    try:
+        message = response.json().get("message")
+    except ValueError:
+        message = None
+    return f"Shared answered 503: {message or response.text}"
 
 
 # --- Rendering -----------------------------------------------------------------------------------

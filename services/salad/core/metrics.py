@@ -1,7 +1,7 @@
 """Prometheus metrics of every service: one place for names, help texts, labels and buckets.
 
 Counters and histograms count what this process did; gauges of shared state (queue depth, live workers,
-orders by status) are read from the database at scrape time by each service's collector, so every
+open orders by status) are read from the database at scrape time by each service's collector, so every
 replica reports the same value: dashboards take max(), never sum(), of them.
 """
 

@@ -56,6 +56,8 @@ class SharedSettings(ApiSettings):
     max_fruits: int = Field(100, ge=1)  # fruits per order
     max_fruit_length: int = Field(64, ge=1)  # characters in a fruit's name
     intake_lease_seconds: float = Field(30.0, gt=0)  # Master must confirm a claimed order within this
+    max_event_streams: int = Field(100, ge=1)  # open /v1/events streams per process; more get 503
+    max_event_streams_per_token: int = Field(100, ge=1)  # of them, opened with one token (or one address)
 
 
 class MasterSettings(ApiSettings):

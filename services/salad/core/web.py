@@ -55,9 +55,10 @@ async def validation_error_handler(_request: Request, exc: RequestValidationErro
     return JSONResponse(status_code=422, content={"message": message, "detail": detail})
 
 
-def unavailable(message: str, detail: str | None = None) -> JSONResponse:
+def unavailable(message: str, detail: str | None = None,
+                retry_after: int = RETRY_AFTER_SECONDS) -> JSONResponse:
     """A retryable 503: the caller is told when to try again."""
-    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    return JSONResponse(status_code=503, headers={"Retry-After": str(retry_after)},
                         content={"message": message, "detail": detail})
 
 
