@@ -1,4 +1,4 @@
-"""The worker: N slots, long-poll claims, heartbeats, results; a graceful stop on SIGTERM.
+"""The worker: N slots, long-poll claims, lease heartbeats, results, registry check-ins; a graceful stop.
 
 On SIGTERM it stops claiming, lets in-flight fruits finish within `grace_seconds`, then hands the
 unfinished ones back to Master (release), so nothing waits for a lease to expire.
@@ -32,19 +32,19 @@ class Job:
         self.abort = asyncio.Event()
         self.started_at: float | None = None  # monotonic time it took a slot
         self.finished = False  # its result waits to be reported
-        # A timer until the first heartbeat is due, then the task that beats: a short fruit needs no task.
-        self.heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
+        # A timer until the first lease heartbeat is due, then the task that beats: a short fruit needs none.
+        self.lease_heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
 
     @property
     def started(self) -> bool:
         return self.started_at is not None
 
-    def stop_heartbeats(self) -> None:
-        if self.heartbeats is not None:
-            self.heartbeats.cancel()
+    def stop_lease_heartbeats(self) -> None:
+        if self.lease_heartbeats is not None:
+            self.lease_heartbeats.cancel()
 
 
-class Worker:
+class Runner:
     """Prepares fruits in `slots` concurrent jobs: one report to Master in flight at a time, beside at most
     one long-poll.
 
@@ -106,12 +106,12 @@ class Worker:
     async def run(self) -> None:
         WORKER_SLOTS.set(self.settings.slots)
         WORKER_BUSY_SLOTS.set_function(lambda: self.preparing)  # read when scraped, not set on every change
-        beats = asyncio.create_task(self.beat_forever())
+        check_ins = asyncio.create_task(self.check_in_forever())
         try:
             await self.work_until_stopped()
             await self.drain()
         finally:
-            beats.cancel()
+            check_ins.cancel()
             with suppress(Exception):
                 await self.master.leave()
             await self.master.aclose()
@@ -248,11 +248,11 @@ class Worker:
 
     async def prepare(self, job: Job) -> None:
         task = job.task
-        job.heartbeats = asyncio.get_running_loop().call_later(
-            self.settings.heartbeat_interval, self.start_heartbeats, job)
+        job.lease_heartbeats = asyncio.get_running_loop().call_later(
+            self.settings.heartbeat_interval, self.start_lease_heartbeats, job)
         try:
             if not await self.take_slot(job):
-                job.stop_heartbeats()
+                job.stop_lease_heartbeats()
                 WORKER_TASKS.labels(await self.hand_back(task)).inc()
                 return
             try:
@@ -261,7 +261,7 @@ class Worker:
                 self.slots.release()
                 self.preparing -= 1
         finally:
-            job.stop_heartbeats()
+            job.stop_lease_heartbeats()
             self.jobs.pop(asyncio.current_task(), None)
             if not job.finished:  # handed back: its slot frees without a result to ask for its next task
                 self.unfilled = True
@@ -295,7 +295,7 @@ class Worker:
         task = job.task
         seconds = task.execution_time * self.settings.time_scale
         aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
-        job.stop_heartbeats()
+        job.stop_lease_heartbeats()
         if aborted:
             WORKER_TASKS.labels(await self.hand_back(task)).inc()
         elif seconds > task.timeout_seconds:
@@ -329,34 +329,34 @@ class Worker:
         log.info("task %d released", task.id)
         return "released"
 
-    def start_heartbeats(self, job: Job) -> None:
-        job.heartbeats = asyncio.create_task(self.heartbeat_until_done(job))
+    def start_lease_heartbeats(self, job: Job) -> None:
+        job.lease_heartbeats = asyncio.create_task(self.heartbeat_lease_until_done(job))
 
-    async def heartbeat_until_done(self, job: Job) -> None:
+    async def heartbeat_lease_until_done(self, job: Job) -> None:
         """Extend the lease now and every heartbeat_interval; a stale lease aborts the fruit."""
         while True:
             try:
-                await self.master.heartbeat(job.task)
+                await self.master.heartbeat_lease(job.task)
             except LeaseLost:
                 log.warning("task %d: lease lost, stopping it", job.task.id)
                 job.abort.set()
                 return
             except Exception as exc:  # Master briefly away: the next beat may get through
-                log.warning("task %d: heartbeat failed: %s", job.task.id, exc)
+                log.warning("task %d: lease heartbeat failed: %s", job.task.id, exc)
             await asyncio.sleep(self.settings.heartbeat_interval)
 
-    async def beat_forever(self) -> None:
-        """Tell Master this worker is alive, with its slots, prefetch and load."""
+    async def check_in_forever(self) -> None:
+        """Tell Master's worker registry this worker is alive, with its slots, prefetch and load."""
         while True:
             try:
-                await self.master.beat(self.settings.slots, self.settings.prefetch, self.preparing)
+                await self.master.check_in(self.settings.slots, self.settings.prefetch, self.preparing)
                 self.last_contact = time.monotonic()
             except Exception as exc:
-                log.warning("worker heartbeat failed: %s", exc)
+                log.warning("check-in with Master failed: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval)
 
 
-def install_stop_handlers(worker: Worker) -> None:
+def install_stop_handlers(runner: Runner) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, runner.stop)
