@@ -70,9 +70,6 @@ class Runner:
         self.preparing = 0
         self.finished: list[Finished] = []  # results not yet sent to Master
         self.news = asyncio.Event()  # a fruit finished or a slot freed
-        # Some free slot is asked for by no request (Master had fewer tasks than asked, or a task was handed
-        # back): a long-poll asks for every free slot. Other slots are asked for with the results that freed them.
-        self.unfilled = True
         self.claim_asked = 0  # slots the long-poll in flight asks for
         self.last_contact = 0.0  # monotonic time Master last answered
 
@@ -126,9 +123,11 @@ class Runner:
                 if self.finished and self.hold_for() == 0:
                     await self.report()
                     continue
-                if (claim is None and not self.finished and self.free_slots > 0 and self.slot_without_fruit
-                        and (self.unfilled or not self.jobs)):
-                    self.claim_asked, self.unfilled = self.free_slots, False
+                # With no long-poll in flight and no result waiting to ask for the slot it freed, no request
+                # asks for the free slots (Master had fewer tasks than asked, a task was handed back, a
+                # request failed, or the worker just started): a long-poll asks for them all.
+                if claim is None and not self.finished and self.free_slots > 0 and self.slot_without_fruit:
+                    self.claim_asked = self.free_slots
                     claim = asyncio.create_task(
                         self.master.exchange([], self.claim_asked, self.settings.claim_wait))
                 news = asyncio.create_task(self.news.wait())
@@ -136,8 +135,8 @@ class Runner:
                 await asyncio.wait(waiting, timeout=self.hold_for(), return_when=asyncio.FIRST_COMPLETED)
                 news.cancel()
                 if claim is not None and claim.done():
-                    asked, self.claim_asked = self.claim_asked, 0
-                    await self.claimed(claim, asked)
+                    self.claim_asked = 0
+                    await self.claimed(claim)
                     claim = None
         finally:
             stop.cancel()
@@ -154,21 +153,18 @@ class Runner:
             return 0.0
         return max(0.0, self.finished[0].at + MAX_RESULT_HOLD - time.monotonic())
 
-    async def claimed(self, claim: asyncio.Task, asked: int) -> None:
+    async def claimed(self, claim: asyncio.Task) -> None:
         try:
             _, leased = claim.result()
         except Exception as exc:
             log.warning("claim failed: %s", exc)
-            self.unfilled = True
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), CLAIM_ERROR_DELAY)
             return
         self.last_contact = time.monotonic()
-        self.start(leased, asked)
+        self.start(leased)
 
-    def start(self, leased: list[LeasedTask], asked: int) -> None:
-        if len(leased) < asked:
-            self.unfilled = True
+    def start(self, leased: list[LeasedTask]) -> None:
         for task in leased:
             job = Job(task)
             if self.stopping.is_set():  # leased by a request sent before the stop: handed back at once
@@ -185,11 +181,10 @@ class Runner:
         except Exception as exc:
             log.error("could not report %d result(s) to Master: %s", len(batch), exc)
             WORKER_TASKS.labels("lost").inc(len(batch))
-            self.unfilled = True
             return
         self.last_contact = time.monotonic()
         self.acknowledged(batch, acks)
-        self.start(leased, asked)
+        self.start(leased)
 
     async def linger(self) -> None:
         """Let fruits finishing about now join the batch (as Kafka's linger.ms): many short fruits then
@@ -263,8 +258,6 @@ class Runner:
         finally:
             job.stop_lease_heartbeats()
             self.jobs.pop(asyncio.current_task(), None)
-            if not job.finished:  # handed back: its slot frees without a result to ask for its next task
-                self.unfilled = True
             self.news.set()
 
     async def take_slot(self, job: Job) -> bool:
