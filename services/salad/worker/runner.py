@@ -14,11 +14,12 @@ from contextlib import suppress
 from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 from salad.core.settings import WorkerSettings
 from salad.master.schemas import LeasedTask, ResultAck
+from salad.worker import decisions
 from salad.worker.client import Finished, LeaseLost, MasterClient
+from salad.worker.decisions import State
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
 MASTER_SILENCE_SECONDS = 15.0  # not ready when Master has not answered for a long-poll plus this long
-MAX_RESULT_HOLD = 1.0  # seconds a result may wait for others while prefetched tasks keep the slots busy
 RESULT_LINGER = 0.005  # seconds a result waits for fruits still being prepared to finish and join its batch
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Runner:
     that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     While prefetched tasks are still waiting, results are held (up to MAX_RESULT_HOLD) and go together
     when the last one starts: one exchange per `prefetch` short tasks instead of one per task.
+    What to ask for and when to send is decided in decisions.py, from a `State` the loop gathers.
     """
 
     def __init__(self, settings: WorkerSettings) -> None:
@@ -67,10 +69,9 @@ class Runner:
         self.stopping = asyncio.Event()
         self.jobs: dict[asyncio.Task, Job] = {}  # leased tasks: prefetched or being prepared
         self.slots = asyncio.Semaphore(settings.slots)
-        self.preparing = 0
+        self.busy = 0  # jobs in a slot (preparing a fruit, or handing it back)
         self.finished: list[Finished] = []  # results not yet sent to Master
         self.news = asyncio.Event()  # a fruit finished or a slot freed
-        self.claim_asked = 0  # slots the long-poll in flight asks for
         self.last_contact = 0.0  # monotonic time Master last answered
 
     @property
@@ -78,19 +79,12 @@ class Runner:
         silence = time.monotonic() - self.last_contact
         return not self.stopping.is_set() and silence < self.settings.claim_wait + MASTER_SILENCE_SECONDS
 
-    @property
-    def free_slots(self) -> int:
-        """How many tasks to ask for: free slots, plus the prefetch not yet used."""
-        wanted = self.settings.slots + self.settings.prefetch - len(self.jobs)
-        return 0 if self.stopping.is_set() else max(0, wanted)
-
-    @property
-    def slot_without_fruit(self) -> bool:
-        """Is a slot neither preparing a fruit nor holding one? Only then is a long-poll sent: fruits held
-        ahead are asked for with results. A long-poll's size is set when it is sent, so one for the prefetch
-        alone, still waiting when the worker falls idle, would have it take an order's fruits in two rounds
-        between other workers' claims instead of all it can at once, as Master plans (master/hand_out.py)."""
-        return len(self.jobs) < self.settings.slots
+    def state(self, polling: int = 0) -> State:
+        """The worker now, as the decisions read it; `polling`: tasks the long-poll in flight asks for."""
+        finished = self.finished
+        return State(self.settings.slots, self.settings.prefetch, held=len(self.jobs), busy=self.busy,
+                     results=len(finished), first_result_at=finished[0].at if finished else None,
+                     polling=polling, stopping=self.stopping.is_set())
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -102,7 +96,7 @@ class Runner:
 
     async def run(self) -> None:
         WORKER_SLOTS.set(self.settings.slots)
-        WORKER_BUSY_SLOTS.set_function(lambda: self.preparing)  # read when scraped, not set on every change
+        WORKER_BUSY_SLOTS.set_function(lambda: self.busy)  # read when scraped, not set on every change
         check_ins = asyncio.create_task(self.check_in_forever())
         try:
             await self.work_until_stopped()
@@ -115,43 +109,33 @@ class Runner:
         log.info("stopped")
 
     async def work_until_stopped(self) -> None:
-        claim: asyncio.Task | None = None  # a long-poll for tasks, holding the slots free when it was sent
+        claim: asyncio.Task | None = None  # the long-poll in flight
+        polling = 0  # tasks it asks for
         stop = asyncio.create_task(self.stopping.wait())
         try:
             while not self.stopping.is_set():
                 self.news.clear()
-                if self.finished and self.hold_for() == 0:
-                    await self.report()
+                state = self.state(polling)
+                if decisions.result_hold(state, time.monotonic()) == 0:
+                    await self.report(polling)
                     continue
-                # With no long-poll in flight and no result waiting to ask for the slot it freed, no request
-                # asks for the free slots (Master had fewer tasks than asked, a task was handed back, a
-                # request failed, or the worker just started): a long-poll asks for them all.
-                if claim is None and not self.finished and self.free_slots > 0 and self.slot_without_fruit:
-                    self.claim_asked = self.free_slots
-                    claim = asyncio.create_task(
-                        self.master.exchange([], self.claim_asked, self.settings.claim_wait))
+                if ask := decisions.long_poll(state, self.settings.claim_wait):
+                    polling = ask.tasks
+                    claim = asyncio.create_task(self.master.exchange([], ask.tasks, ask.wait))
                 news = asyncio.create_task(self.news.wait())
                 waiting = {news, stop} | ({claim} if claim else set())
-                await asyncio.wait(waiting, timeout=self.hold_for(), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiting, timeout=decisions.result_hold(state, time.monotonic()),
+                                   return_when=asyncio.FIRST_COMPLETED)
                 news.cancel()
                 if claim is not None and claim.done():
-                    self.claim_asked = 0
-                    await self.claimed(claim)
-                    claim = None
+                    answered, claim, polling = claim, None, 0
+                    await self.claimed(answered)
         finally:
             stop.cancel()
             if claim is not None:  # stopping: a claim cut short leaves no task behind (its lease simply expires)
                 claim.cancel()
                 with suppress(asyncio.CancelledError, Exception):
                     await claim
-
-    def hold_for(self) -> float | None:
-        """Seconds the finished results may still wait for more (0: report now; None: nothing to report)."""
-        if not self.finished:
-            return None
-        if not self.settings.prefetch or all(job.started for job in self.jobs.values()):
-            return 0.0
-        return max(0.0, self.finished[0].at + MAX_RESULT_HOLD - time.monotonic())
 
     async def claimed(self, claim: asyncio.Task) -> None:
         try:
@@ -171,13 +155,14 @@ class Runner:
                 job.abort.set()
             self.jobs[asyncio.create_task(self.prepare(job))] = job
 
-    async def report(self) -> None:
-        """Send every finished result and lease the next tasks of the free slots no long-poll asks for."""
+    async def report(self, polling: int = 0) -> None:
+        """Send every finished result and lease the next tasks of the free slots the long-poll in flight
+        (asking for `polling` tasks) does not ask for."""
         await self.linger()
+        ask = decisions.with_results(self.state(polling))
         batch, self.finished = self.finished, []
-        asked = max(0, self.free_slots - self.claim_asked)  # none once stopping
         try:
-            acks, leased = await self.master.exchange(batch, asked, 0)
+            acks, leased = await self.master.exchange(batch, ask.tasks, ask.wait)
         except Exception as exc:
             log.error("could not report %d result(s) to Master: %s", len(batch), exc)
             WORKER_TASKS.labels("lost").inc(len(batch))
@@ -254,7 +239,7 @@ class Runner:
                 await self.prepare_in_slot(job)
             finally:
                 self.slots.release()
-                self.preparing -= 1
+                self.busy -= 1
         finally:
             job.stop_lease_heartbeats()
             self.jobs.pop(asyncio.current_task(), None)
@@ -279,7 +264,7 @@ class Runner:
             self.slots.release()
             return False
         job.started_at = time.monotonic()
-        self.preparing += 1
+        self.busy += 1
         if self.finished:  # held results may be due: this may have been the last prefetched task
             self.news.set()
         return True
@@ -342,7 +327,7 @@ class Runner:
         """Tell Master's worker registry this worker is alive, with its slots, prefetch and load."""
         while True:
             try:
-                await self.master.check_in(self.settings.slots, self.settings.prefetch, self.preparing)
+                await self.master.check_in(self.settings.slots, self.settings.prefetch, self.busy)
                 self.last_contact = time.monotonic()
             except Exception as exc:
                 log.warning("check-in with Master failed: %s", exc)
