@@ -16,11 +16,9 @@ from salad.core.settings import WorkerSettings
 from salad.master.schemas import LeasedTask, ResultAck
 from salad.worker import decisions
 from salad.worker.client import Finished, LeaseLost, MasterClient
-from salad.worker.decisions import State
+from salad.worker.decisions import Drain, State
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
-MASTER_SILENCE_SECONDS = 15.0  # not ready when Master has not answered for a long-poll plus this long
-RESULT_LINGER = 0.005  # seconds a result waits for fruits still being prepared to finish and join its batch
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +30,11 @@ class Job:
         self.task = task
         self.abort = asyncio.Event()
         self.started_at: float | None = None  # monotonic time it took a slot
-        self.finished = False  # its result waits to be reported
         # A timer until the first lease heartbeat is due, then the task that beats: a short fruit needs none.
         self.lease_heartbeats: asyncio.TimerHandle | asyncio.Task | None = None
 
     @property
-    def started(self) -> bool:
+    def in_slot(self) -> bool:
         return self.started_at is not None
 
     def stop_lease_heartbeats(self) -> None:
@@ -50,7 +47,7 @@ class Runner:
     one long-poll.
 
     A finished fruit frees its slot at once; its result waits in `finished` and goes to Master with every
-    other result finished meanwhile (or within RESULT_LINGER), in the request that also leases the free
+    other result finished meanwhile (or lingering briefly), in the request that also leases the free
     slots' next tasks (POST /v1/tasks/exchange). Free slots no request has asked for (Master had fewer tasks
     than asked, or a task was handed back) are asked for by a long-poll once a slot has no fruit; while it
     waits, results still ask for the slots they free.
@@ -58,7 +55,8 @@ class Runner:
     that frees starts its next fruit without waiting for Master; on a stop they are handed back at once.
     While prefetched tasks are still waiting, results are held (up to MAX_RESULT_HOLD) and go together
     when the last one starts: one exchange per `prefetch` short tasks instead of one per task.
-    What to ask for and when to send is decided in decisions.py, from a `State` the loop gathers.
+    What to ask for, when to send results and what to hand back on a stop is decided in decisions.py, from
+    a `State` the loop gathers; the loop does the I/O.
     """
 
     def __init__(self, settings: WorkerSettings) -> None:
@@ -76,8 +74,8 @@ class Runner:
 
     @property
     def ready(self) -> bool:
-        silence = time.monotonic() - self.last_contact
-        return not self.stopping.is_set() and silence < self.settings.claim_wait + MASTER_SILENCE_SECONDS
+        stopping, claim_wait = self.stopping.is_set(), self.settings.claim_wait
+        return decisions.ready(stopping, self.last_contact, time.monotonic(), claim_wait)
 
     def state(self, polling: int = 0) -> State:
         """The worker now, as the decisions read it; `polling`: tasks the long-poll in flight asks for."""
@@ -91,7 +89,7 @@ class Runner:
             log.info("stopping: no new claims; %d task(s) in flight", len(self.jobs))
             self.stopping.set()
             for job in self.jobs.values():
-                if not job.started:  # prefetched: handed back now rather than after the grace period
+                if decisions.hand_back_at_once(self.stopping.is_set(), job.in_slot):
                     job.abort.set()
 
     async def run(self) -> None:
@@ -151,7 +149,7 @@ class Runner:
     def start(self, leased: list[LeasedTask]) -> None:
         for task in leased:
             job = Job(task)
-            if self.stopping.is_set():  # leased by a request sent before the stop: handed back at once
+            if decisions.hand_back_at_once(self.stopping.is_set(), in_slot=False):
                 job.abort.set()
             self.jobs[asyncio.create_task(self.prepare(job))] = job
 
@@ -172,22 +170,17 @@ class Runner:
         self.start(leased)
 
     async def linger(self) -> None:
-        """Let fruits finishing about now join the batch (as Kafka's linger.ms): many short fruits then
-        go in one exchange, not one each. Waits at most RESULT_LINGER, and only while fruits that were being
-        prepared when the batch's first result came still are: a worker whose slots are all free, or whose
-        only fruit being prepared is the one held ahead that just took the freed slot, reports at once."""
-        first = self.finished[0].at
-        deadline = time.monotonic() + RESULT_LINGER
+        """Let fruits finishing about now join the batch, for as long as decisions.linger says."""
+        first, began = self.finished[0].at, time.monotonic()
         await asyncio.sleep(0)
-        while self.preparing_since(first) and (remaining := deadline - time.monotonic()) > 0:
+        while (left := decisions.linger(first, self.oldest_in_slot(), began, time.monotonic())) > 0:
             self.news.clear()
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.news.wait(), remaining)
+                await asyncio.wait_for(self.news.wait(), left)
 
-    def preparing_since(self, moment: float) -> bool:
-        """Is a fruit that took its slot at or before `moment` still being prepared?"""
-        return any(job.started_at is not None and job.started_at <= moment and not job.finished
-                   for job in self.jobs.values())
+    def oldest_in_slot(self) -> float | None:
+        """When the fruit in a slot the longest took it (None: every slot is free)."""
+        return min((job.started_at for job in self.jobs.values() if job.started_at is not None), default=None)
 
     def acknowledged(self, batch: list[Finished], acks: list[ResultAck]) -> None:
         """Count the outcomes of a reported batch (once per outcome) and log its successes in one line: a
@@ -211,20 +204,22 @@ class Runner:
     async def drain(self) -> None:
         """Let in-flight fruits finish within the grace period, reporting them; hand the rest back."""
         deadline = time.monotonic() + self.settings.grace_seconds
-        aborted = False
-        while self.jobs or self.finished:
+        handed_back = False
+        while True:
             self.news.clear()
-            if self.finished:
+            step, wait = decisions.drain(self.state(), deadline - time.monotonic(), handed_back)
+            if step is Drain.LEAVE:
+                return
+            if step is Drain.REPORT:
                 await self.report()
                 continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and not aborted:
+            if step is Drain.HAND_BACK:
                 log.info("grace period over: handing %d task(s) back", len(self.jobs))
                 for job in self.jobs.values():
                     job.abort.set()
-                aborted = True
+                handed_back = True
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.news.wait(), timeout=None if aborted else remaining)
+                await asyncio.wait_for(self.news.wait(), timeout=wait)
 
     async def prepare(self, job: Job) -> None:
         task = job.task
@@ -271,22 +266,18 @@ class Runner:
 
     async def prepare_in_slot(self, job: Job) -> None:
         task = job.task
-        seconds = task.execution_time * self.settings.time_scale
-        aborted = await self.sleep_unless_aborted(job, min(seconds, task.timeout_seconds))
+        planned = decisions.preparation(task.execution_time, self.settings.time_scale, task.timeout_seconds)
+        aborted = await self.sleep_unless_aborted(job, planned.spend)
         job.stop_lease_heartbeats()
         if aborted:
             WORKER_TASKS.labels(await self.hand_back(task)).inc()
-        elif seconds > task.timeout_seconds:
+            return
+        if planned.outcome == "timed_out":
             log.warning("task %d stopped: it ran past its %g s limit", task.id, task.timeout_seconds)
-            self.finish(job, "timed_out", f"stopped after {task.timeout_seconds:g} s on worker "
-                                          f"{self.settings.worker_name}")
+            text = f"stopped after {task.timeout_seconds:g} s on worker {self.settings.worker_name}"
         else:
-            self.finish(job, "succeeded", f"{task.id} {task.fruit} prepared in {seconds:g} seconds")
-
-    def finish(self, job: Job, outcome: str, text: str) -> None:
-        """The fruit's result waits in `finished` for the next report."""
-        job.finished = True
-        self.finished.append(Finished(job.task, outcome, text))
+            text = f"{task.id} {task.fruit} prepared in {planned.seconds:g} seconds"
+        self.finished.append(Finished(task, planned.outcome, text))  # waits for the next report
 
     async def sleep_unless_aborted(self, job: Job, seconds: float) -> bool:
         """Prepare the fruit. True when aborted (grace period over, or the lease was lost)."""
