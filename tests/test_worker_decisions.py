@@ -27,10 +27,10 @@ WAIT = 10.0  # a long-poll's wait (SALAD_CLAIM_WAIT)
     (State(slots=4, prefetch=2), 6),
     (State(slots=4, prefetch=2, held=5, busy=4), 1),
     (State(slots=4, prefetch=2, held=6, busy=4), 0),
-    (State(slots=4, prefetch=0, held=1, busy=1, results=3, polling=2), 3),  # asked for or not
+    (State(slots=4, prefetch=0, held=1, busy=1, results=3, polling=2), 3),  # asked for already or not
     (State(slots=4, prefetch=2, stopping=True), 0),
     (State(slots=4, prefetch=2, held=1, busy=1, stopping=True), 0),
-], ids=["idle", "idle-with-prefetch", "one-to-hold-ahead", "full", "results-and-poll-share", "stopping",
+], ids=["idle", "idle-with-prefetch", "one-to-hold-ahead", "full", "asked-for-or-not", "stopping",
         "stopping-busy"])
 def test_a_worker_wants_its_free_slots_and_unused_prefetch_until_it_stops(state, expected):
     assert wanted(state) == expected
@@ -50,7 +50,7 @@ def test_a_worker_wants_its_free_slots_and_unused_prefetch_until_it_stops(state,
     (State(slots=4, prefetch=0, held=4, busy=4), None),
     (State(slots=4, prefetch=0, stopping=True), None),
 ], ids=["idle", "idle-with-prefetch", "one-slot-free", "one-slot-free-with-prefetch", "in-flight",
-        "in-flight-busy", "result-waiting", "all-slots-have-fruit", "prefetch-not-alone", "holding-ahead",
+        "in-flight-busy", "result-waiting", "all-slots-have-fruit", "only-prefetch-free", "holding-ahead",
         "full", "stopping"])
 def test_a_long_poll_asks_for_everything_when_no_request_asks_for_an_empty_slot(state, expected):
     assert long_poll(state, WAIT) == expected
