@@ -50,15 +50,17 @@ class MasterClient:
         exchanged = ExchangeResponse.model_validate_json(answer.content)
         return exchanged.results, exchanged.tasks
 
-    async def beat(self, slots: int, prefetch: int, busy: int) -> None:
+    async def check_in(self, slots: int, prefetch: int, busy: int) -> None:
+        """Keep this worker in Master's registry (PUT /v1/workers/{name}), with its load."""
         answer = await self._send("PUT", f"/v1/workers/{self.worker}",
                                   {"slots": slots, "prefetch": prefetch, "busy": busy})
-        answer.raise_for_status("beat")
+        answer.raise_for_status("check-in")
 
     async def leave(self) -> None:
         await self._send("DELETE", f"/v1/workers/{self.worker}")
 
-    async def heartbeat(self, task: LeasedTask) -> None:
+    async def heartbeat_lease(self, task: LeasedTask) -> None:
+        """Extend one task's lease (POST /v1/tasks/{id}/heartbeat)."""
         await self._lease_call(task, "heartbeat", retry=False)
 
     async def release(self, task: LeasedTask) -> None:

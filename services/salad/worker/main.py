@@ -9,7 +9,7 @@ from salad import __version__
 from salad.core.logs import logging_config
 from salad.core.settings import WorkerSettings
 from salad.core.web import create_app, freeze_startup_objects
-from salad.worker.runner import Worker, install_stop_handlers
+from salad.worker.runner import Runner, install_stop_handlers
 
 
 class ProbeServer(uvicorn.Server):
@@ -21,15 +21,15 @@ class ProbeServer(uvicorn.Server):
 
 
 async def serve(settings: WorkerSettings) -> None:
-    worker = Worker(settings)
-    install_stop_handlers(worker)
-    app = create_app("worker", ready=lambda: worker.ready, title="salad Worker", version=__version__)
+    runner = Runner(settings)
+    install_stop_handlers(runner)
+    app = create_app("worker", ready=lambda: runner.ready, title="salad Worker", version=__version__)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=logging_config(settings.log_level))
     server = ProbeServer(config)
     probes = asyncio.create_task(server.serve())
     freeze_startup_objects()
     try:
-        await worker.run()
+        await runner.run()
     finally:
         server.should_exit = True
         await probes
