@@ -1,9 +1,13 @@
-"""What the `salad` commands share: options, the client token, errors and output."""
+"""What the `salad` commands share: output, exit codes and errors, options, and the words and times people
+read."""
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -11,40 +15,138 @@ from rich.markup import escape
 from rich.table import Table
 
 from salad.cli import client
+from salad.cli.client import ExitCode, word  # noqa: F401 (the commands' word for a status)
 from salad.cli.stack import StartFailed
 from salad.core.embedded import EmbeddedPostgresError
 
-console = Console()
+# Never wrapped: a line too long for a terminal is the terminal's to fold, and a pipe gets it whole.
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
-SharedUrl = Annotated[str, typer.Option(envvar="SALAD_SHARED_URL", help="Shared's base URL.")]
-MasterUrl = Annotated[str, typer.Option(envvar="SALAD_MASTER_URL", help="Master's base URL.")]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TOKEN_FILE = Path(".salad/client.token")  # written by `salad up`, read by the other commands
-
-
-def default_token() -> str | None:
-    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+DEFAULT_SHARED_URL = "http://127.0.0.1:8001"
+DEFAULT_MASTER_URL = "http://127.0.0.1:8000"
+EXIT_CODES = ("Exit codes: 0 done; 1 error (a refused request, a failed salad, a stack that cannot start); "
+              "2 wrong usage; 3 not found; 4 a service out of reach or unavailable, or --timeout ran out.")
 
 
-Token = Annotated[str | None, typer.Option(envvar="SALAD_CLIENT_TOKEN", show_default=False,
-                                           help="Client bearer token (default: .salad/client.token if present).")]
+# --- Errors --------------------------------------------------------------------------------------
+def fail(message: str, code: int = ExitCode.ERROR) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}")  # a log line's [brackets] are not markup
+    raise typer.Exit(code)
 
 
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}")  # a log line's [brackets] are not markup
-    raise typer.Exit(1)
+def note(message: str) -> None:
+    """Progress and news, on stderr: stdout is for what a script reads."""
+    err.print(escape(message), style="dim")
 
 
 @contextmanager
 def service_errors():
-    """An unreachable service, a refused request or a local service or PostgreSQL that cannot start ends the
-    command with its message, exit code 1."""
+    """An unreachable service, a refused request, or a local stack that cannot start ends the command with
+    its message and exit code."""
     try:
         yield
-    except (client.ServiceError, StartFailed, EmbeddedPostgresError) as exc:
+    except client.ServiceError as exc:
+        hint = origins.hint(exc)
+        fail(f"{exc}\n{hint}" if hint else str(exc), exc.exit_code)
+    except (StartFailed, EmbeddedPostgresError) as exc:
         fail(str(exc))
 
 
+# --- Options -------------------------------------------------------------------------------------
+TOKEN_FILE = Path(".salad/client.token")  # written by `salad up`, read by the other commands
+
+
+@dataclass
+class Origins:
+    """Where this command's token came from: "given" (an option or its variable), "file" or "none". The hint
+    under an error says what to check."""
+
+    token: str = ""
+
+    def hint(self, exc: client.ServiceError) -> str:
+        if exc.status in (401, 403):
+            if self.token == "given":
+                return "check --token or SALAD_CLIENT_TOKEN"
+            if self.token == "file":
+                return f"the token is {TOKEN_FILE}'s; for another stack give --token or SALAD_CLIENT_TOKEN"
+            return f"no client token: no {TOKEN_FILE} here. Give --token or SALAD_CLIENT_TOKEN"
+        return ""
+
+
+origins = Origins()  # one command per process
+
+
+def normalise_url(value: str) -> str:
+    """A base URL as given, less trailing slashes (`http://host:8001/` would give `//v1/...`)."""
+    url = value.strip().rstrip("/")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return url
+
+
+def url_option(kind: str, default: str):
+    """A callback giving the URL given, else `default`."""
+
+    def resolve(value: str | None) -> str:
+        return normalise_url(value) if value else default
+
+    return resolve
+
+
+def token_option(value: str | None) -> str | None:
+    if value:
+        origins.token = "given"
+        return value
+    origins.token = "file" if TOKEN_FILE.exists() else "none"
+    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+
+
+SharedUrl = Annotated[str, typer.Option(
+    envvar="SALAD_SHARED_URL", metavar="URL", callback=url_option("shared", DEFAULT_SHARED_URL),
+    show_default=False, help=f"Shared's base URL (default: {DEFAULT_SHARED_URL}).")]
+MasterUrl = Annotated[str, typer.Option(
+    envvar="SALAD_MASTER_URL", metavar="URL", callback=url_option("master", DEFAULT_MASTER_URL),
+    show_default=False, help=f"Master's base URL (default: {DEFAULT_MASTER_URL}).")]
+Token = Annotated[str | None, typer.Option(
+    envvar="SALAD_CLIENT_TOKEN", metavar="TOKEN", callback=token_option, show_default=False,
+    help=f"Client bearer token (default: {TOKEN_FILE} if present).")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+
+
+# --- Words and times -----------------------------------------------------------------------------
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min 05 s, 2 h 07 min: for how long something ran."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def ago(timestamp: str | None, now: datetime | None = None) -> str:
+    """An ISO timestamp as "12 s ago", "3 min ago", "2 h ago", "4 days ago"."""
+    if not timestamp:
+        return "never"
+    then = datetime.fromisoformat(timestamp)
+    then = then if then.tzinfo else then.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - then).total_seconds()
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{plural(count, unit) if unit == 'day' else f'{count} {unit}'} ago"
+    return f"{int(seconds)} s ago"
+
+
+# --- Output --------------------------------------------------------------------------------------
 def show(data, as_json: bool, title: str, columns: tuple[str, ...], rows) -> None:
     """JSON for scripts (`--json`), a table for people."""
     if as_json:

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from salad.cli import client
-from salad.cli.common import TOKEN_FILE, console, fail, service_errors
+from salad.cli.common import TOKEN_FILE, console, fail, note, plural, service_errors
 from salad.cli.salads import report
 from salad.cli.stack import LocalStack
 from salad.core.db import sqlalchemy_url
@@ -23,9 +23,10 @@ FRUITS = ["apple", "banana", "kiwi", "mango", "orange", "pear", "pineapple", "gr
           "papaya", "peach", "plum", "strawberry", "lychee", "passion fruit"]
 LOCAL_POSTGRES = Path(".salad/postgres")  # `salad up`'s embedded PostgreSQL cluster, kept between runs
 
-WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes.")]
-SlotsOption = Annotated[int, typer.Option(min=1, help="Tasks each worker prepares at once.")]
-ScaleOption = Annotated[float, typer.Option(min=0, help="A fruit takes execution_time x this many seconds.")]
+WorkersOption = Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")]
+SlotsOption = Annotated[int, typer.Option(min=1, metavar="N", help="Tasks each worker prepares at once.")]
+ScaleOption = Annotated[float, typer.Option(
+    min=0, metavar="FACTOR", help="A fruit takes execution_time x this many seconds.")]
 
 
 def postgresql_url(url: str | None) -> str | None:
@@ -38,7 +39,7 @@ def postgresql_url(url: str | None) -> str | None:
 
 
 DatabaseOption = Annotated[str | None, typer.Option(
-    envvar="SALAD_DATABASE_URL", callback=postgresql_url, show_default=False,
+    envvar="SALAD_DATABASE_URL", metavar="URL", callback=postgresql_url, show_default=False,
     help="PostgreSQL URL (default: an embedded PostgreSQL started here).")]
 
 
@@ -52,7 +53,7 @@ def local_database(url: str | None, folder: Path | None) -> Iterator[str]:
     with ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="salad-postgres-")))
-        console.print(f"starting PostgreSQL in {folder}/ ...")
+        note(f"starting PostgreSQL in {folder}/ ...")
         yield stack.enter_context(EmbeddedPostgres(folder)).url
 
 
@@ -61,14 +62,25 @@ def up(
     slots: SlotsOption = 2,
     time_scale: ScaleOption = 1.0,
     database_url: DatabaseOption = None,
-    shared_port: int = 8001,
-    master_port: int = 8000,
-    log_dir: Annotated[Path, typer.Option(help="Each process's JSON log goes here.")] = Path(".salad/logs"),
-    with_prometheus: Annotated[bool, typer.Option("--prometheus", help="Also run a Prometheus scraping the stack.")] = False,
-    prometheus_port: int = 9090,
+    shared_port: Annotated[int, typer.Option(metavar="PORT")] = 8001,
+    master_port: Annotated[int, typer.Option(metavar="PORT")] = 8000,
+    log_dir: Annotated[Path, typer.Option(
+        metavar="DIR", help="Each process's JSON log goes here.")] = Path(".salad/logs"),
+    with_prometheus: Annotated[bool, typer.Option(
+        "--prometheus", help="Also run a Prometheus scraping the stack.")] = False,
+    prometheus_port: Annotated[int, typer.Option(metavar="PORT")] = 9090,
 ) -> None:
-    """Run Shared, Master and the workers on this machine until Ctrl-C (and their PostgreSQL: an embedded one
-    in .salad/postgres unless --database-url is given)."""
+    """Run Shared, Master and the workers on this machine until Ctrl-C.
+
+    Their PostgreSQL is an embedded one in .salad/postgres unless --database-url is given; the client token
+    goes to .salad/client.token, which the other commands read.
+
+    Examples:
+
+        salad up
+        salad up --workers 5 --time-scale 0.1
+        salad up --shared-port 9001 --master-port 9000 --prometheus
+    """
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the stack like Ctrl-C
     with (service_errors(), local_database(database_url, LOCAL_POSTGRES) as url,
           LocalStack(url, workers, slots, time_scale, log_dir=log_dir, shared_port=shared_port,
@@ -78,9 +90,10 @@ def up(
         TOKEN_FILE.chmod(0o600)  # touch keeps the mode of a file that exists: tighten it before writing
         TOKEN_FILE.write_text(stack.client_token)
         console.print(f"Web page {stack.shared_url}/#token={stack.client_token}")
-        console.print(f"Shared  {stack.shared_url}   (API docs at {stack.shared_url}/docs)")
-        console.print(f"Master  {stack.master_url}")
-        console.print(f"{workers} workers x {slots} slots, logs in {log_dir}/, database {url}")
+        console.print(f"Shared   {stack.shared_url}   (API docs at {stack.shared_url}/docs)")
+        console.print(f"Master   {stack.master_url}")
+        console.print(f"{plural(workers, 'worker')} x {plural(slots, 'slot')}, logs in {log_dir}/, "
+                      f"database {url.split('@')[-1]}")
         console.print(f"client token in {TOKEN_FILE} (the salad commands here read it)")
         if with_prometheus:
             start_local_prometheus(stack, prometheus_port, log_dir)
@@ -90,7 +103,7 @@ def up(
                 time.sleep(0.5)
             fail("a service exited; see its log in " + str(log_dir))
         except KeyboardInterrupt:
-            console.print("stopping: workers finish or hand back their tasks...")
+            note("stopping: workers finish or hand back their tasks...")
 
 
 def start_local_prometheus(stack: LocalStack, port: int, log_dir: Path) -> None:
@@ -114,19 +127,27 @@ def start_local_prometheus(stack: LocalStack, port: int, log_dir: Path) -> None:
 
 
 def demo(
-    fruits: Annotated[int, typer.Option(min=1, help="Fruits in the salad.")] = 8,
+    fruits: Annotated[int, typer.Option(min=1, metavar="N", help="Fruits in the salad.")] = 8,
     workers: WorkersOption = 3,
     slots: SlotsOption = 1,
     time_scale: ScaleOption = 0.25,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Bring a local stack up, order a salad, show its progress, print the completion time, stop (on an
-    embedded PostgreSQL in a temporary folder unless --database-url is given)."""
+    """Bring a local stack up, order a salad, show its progress and completion time, and stop.
+
+    Runs on an embedded PostgreSQL in a temporary folder unless --database-url is given; leaves nothing
+    behind.
+
+    Examples:
+
+        salad demo
+        salad demo --fruits 12 --workers 4 --time-scale 0.1
+    """
     chosen = random.sample(FRUITS, k=min(fruits, len(FRUITS))) + random.choices(FRUITS, k=max(0, fruits - len(FRUITS)))
     with (tempfile.TemporaryDirectory(prefix="salad-demo-") as folder, service_errors(),
           local_database(database_url, None) as url):
         stack = LocalStack(url, workers, slots, time_scale, log_dir=Path(folder))
-        console.print(f"starting Shared, Master and {workers} workers (fruit times 4-20 s x {time_scale})...")
+        note(f"starting Shared, Master and {workers} workers (fruit times 4-20 s x {time_scale:g})...")
         with stack:
             placed = client.order(stack.shared_url, stack.client_token, chosen)
             console.print(f"ordered salad {placed['id']}: {', '.join(chosen)}")

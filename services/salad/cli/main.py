@@ -5,41 +5,85 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from salad import __version__
 from salad.cli import local, salads, watch
-from salad.cli.common import console
+from salad.cli.common import EXIT_CODES, console
+from salad.cli.usage import SaladCommand, SaladGroup
 from salad.core.logs import logging_config, setup_logging
 from salad.core.settings import DatabaseSettings, master_settings, shared_settings, worker_settings
 
-app = typer.Typer(help="Fruit salads prepared in parallel over REST.", no_args_is_help=True)
-
+app = typer.Typer(
+    cls=SaladGroup, no_args_is_help=True, rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Fruit salads prepared in parallel over REST.",
+    epilog="Start with: salad up (a local stack), then salad order apple banana kiwi --wait, or salad demo. "
+           "Run salad COMMAND -h for a command's options and examples.\n\n" + EXIT_CODES)
 MASTER_GRACEFUL_SECONDS = 35  # uvicorn waits this long for open long-polls (SALAD_MAX_CLAIM_WAIT=30) on SIGTERM
 
 
-# --- Services ------------------------------------------------------------------------------------
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"salad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version,
+                                          help="Print salad's version and exit.")] = False,
+) -> None:
+    """Fruit salads prepared in parallel over REST."""
+
+
+# --- Commands, in the order --help lists them ------------------------------------------------------
+for panel, functions in (("Local stack", (local.up, local.demo)),
+                         ("Salads", (salads.order, salads.status, watch.watch, salads.workers, salads.failed,
+                                     salads.requeue))):
+    for function in functions:
+        app.command(cls=SaladCommand, rich_help_panel=panel)(function)
+SERVICES = "Services (what the containers run)"
+
+
 def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
     setup_logging(log_level)
     uvicorn.run(factory, factory=True, host=host, port=port, log_config=logging_config(log_level),
                 proxy_headers=True, **kwargs)
 
 
-@app.command()
+@app.command(cls=SaladCommand, rich_help_panel=SERVICES)
 def shared() -> None:
-    """Run Shared, the public API (settings from SALAD_* variables)."""
+    """Run Shared, the public API (settings from SALAD_* variables).
+
+    Examples:
+
+        SALAD_DATABASE_URL=postgresql://salad:secret@db/salad salad shared
+    """
     settings = shared_settings()
     run_server("salad.shared.app:build_app", settings.host, settings.port, settings.log_level)
 
 
-@app.command()
+@app.command(cls=SaladCommand, rich_help_panel=SERVICES)
 def master() -> None:
-    """Run Master, the dispatcher (settings from SALAD_* variables)."""
+    """Run Master, the dispatcher (settings from SALAD_* variables).
+
+    Examples:
+
+        SALAD_SHARED_URL=http://shared:8001 salad master
+    """
     settings = master_settings()
     run_server("salad.master.app:build_app", settings.host, settings.port, settings.log_level,
                timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
 
 
-@app.command()
+@app.command(cls=SaladCommand, rich_help_panel=SERVICES)
 def worker() -> None:
-    """Run a worker: prepares fruits, serves /healthz, /readyz and /metrics on SALAD_PORT."""
+    """Run a worker: prepares fruits, serves /healthz, /readyz and /metrics on SALAD_PORT.
+
+    Examples:
+
+        SALAD_MASTER_URL=http://master:8000 SALAD_WORKER_TOKEN=... salad worker
+        SALAD_WORKER_NAME=big SALAD_SLOTS=8 salad worker
+    """
     from salad.worker.main import main
 
     settings = worker_settings()
@@ -47,12 +91,18 @@ def worker() -> None:
     main(settings)
 
 
-@app.command()
+@app.command(cls=SaladCommand, rich_help_panel=SERVICES)
 def migrate(
     wait: Annotated[float, typer.Option(
-        help="Seconds to wait for the database to answer first (a PostgreSQL still starting).")] = 0,
+        metavar="SECONDS", help="Wait this long for the database to answer first (a PostgreSQL still starting).",
+    )] = 0,
 ) -> None:
-    """Bring the database (SALAD_DATABASE_URL) to the latest schema; safe to run from many pods at once."""
+    """Bring the database (SALAD_DATABASE_URL) to the latest schema; safe to run from many pods at once.
+
+    Examples:
+
+        salad migrate --wait 60
+    """
     from salad.core.migrate import upgrade
 
     settings = DatabaseSettings()
@@ -60,8 +110,3 @@ def migrate(
     upgrade(settings.database_url, wait_seconds=wait)
     console.print("database schema is up to date")
 
-
-# --- Client and local stack ----------------------------------------------------------------------
-for function in (salads.order, salads.status, salads.workers, watch.watch, salads.failed, salads.requeue,
-                 local.up, local.demo):
-    app.command()(function)

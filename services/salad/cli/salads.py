@@ -1,4 +1,7 @@
-"""`salad order`, `status`, `workers`, `failed` and `requeue`: salads and workers through the services' APIs."""
+"""`salad order`, `status`, `workers`, `failed` and `requeue`: salads and workers through the services' APIs.
+
+Tables use the web page's words (waiting, in progress, done); `--json` prints the API's answer as it is.
+"""
 
 import json
 from typing import Annotated
@@ -12,29 +15,48 @@ from salad.cli.common import (
     MasterUrl,
     SharedUrl,
     Token,
+    ago,
     console,
-    default_token,
     fail,
+    plural,
     service_errors,
     show,
+    word,
 )
+
+OrderId = Annotated[int, typer.Argument(metavar="ORDER_ID", show_default=False, help="The order's number.")]
 
 
 def order(
-    fruits: Annotated[list[str], typer.Argument(help="The fruits of the salad.")],
-    wait: Annotated[bool, typer.Option(help="Follow the order until it is ready.")] = False,
-    priority: int = 0,
-    timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.")] = None,
-    shared_url: SharedUrl = "http://127.0.0.1:8001",
+    fruits: Annotated[list[str], typer.Argument(
+        metavar="FRUIT", show_default=False, help="The fruits of the salad.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the order until it is ready.")] = False,
+    priority: Annotated[int, typer.Option(metavar="N", help="Higher goes first among waiting orders.")] = 0,
+    timeout: Annotated[float | None, typer.Option(
+        metavar="SECONDS", show_default=False, help="With --wait: give up after this many seconds (exit code 4).",
+    )] = None,
+    shared_url: SharedUrl = None,
     token: Token = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Order a salad."""
-    token = token or default_token()
+    """Order a salad.
+
+    Without --wait, prints the order's number and returns; with it, shows each fruit's progress and the
+    completion time, and exits with 1 if the salad failed.
+
+    Examples:
+
+        salad order apple banana kiwi
+        salad order apple banana kiwi --wait
+        salad order mango --wait --timeout 60 --json
+    """
     with service_errors():
         placed = client.order(shared_url, token, fruits, priority)
         if not wait:
-            print(json.dumps(placed)) if as_json else console.print(f"order [bold]{placed['id']}[/bold] placed")
+            if as_json:
+                print(json.dumps(placed))
+            else:
+                console.print(f"order [bold]{placed['id']}[/bold] placed")
             return
         final = client.follow(shared_url, token, placed["id"], Console(quiet=as_json), timeout)
     report(final, as_json)
@@ -44,46 +66,63 @@ def report(final: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(final))
     elif final["status"] == "completed":
-        console.print(f"The salad is ready! Enjoy! order {final['id']}: {len(final['fruits'])} fruits "
+        fruits = plural(len(final["fruits"]), "fruit")
+        console.print(f"The salad is ready! Enjoy! order {final['id']}: {fruits} "
                       f"in [bold]{final['preparation_time']:.2f} s[/bold]")
-    else:
-        console.print(f"[red]order {final['id']} failed:[/red] {final['failure_reason']}")
     if final["status"] != "completed":
-        raise typer.Exit(1)
+        fail(f"order {final['id']} failed: {final['failure_reason']}")
 
 
-def status(order_id: int, shared_url: SharedUrl = "http://127.0.0.1:8001", token: Token = None,
+def status(order_id: OrderId, shared_url: SharedUrl = None, token: Token = None,
            as_json: JsonOutput = False) -> None:
-    """Show an order: its status, each fruit's state and the completion time."""
+    """Show an order: its status, each fruit's state and the completion time.
+
+    Examples:
+
+        salad status 12
+        salad status 12 --json
+    """
     with service_errors():
-        current = client.status(shared_url, token or default_token(), order_id)
-    title = f"order {order_id}: {current['status']}" + (
+        current = client.status(shared_url, token, order_id)
+    title = f"order {order_id}: {word(current['status'])}" + (
         f" in {current['preparation_time']:.2f} s" if current["preparation_time"] else "")
+    title += f", ordered {ago(current['created_at'])}"
     show(current, as_json, title, ("#", "fruit", "status", "worker", "attempts"),
-         ((str(t["position"]), t["fruit"], t["status"], t["worker"] or "", str(t["attempts"]))
+         ((str(t["position"]), t["fruit"], word(t["status"]), t["worker"] or "", str(t["attempts"]))
           for t in current["tasks"]))
 
 
-def workers(master_url: MasterUrl = "http://127.0.0.1:8000", token: Token = None,
-            as_json: JsonOutput = False) -> None:
-    """List the workers Master knows, with their slots, prefetch and load."""
+def workers(master_url: MasterUrl = None, token: Token = None, as_json: JsonOutput = False) -> None:
+    """List the workers Master knows, with their slots, prefetch and load.
+
+    Examples:
+
+        salad workers
+        salad workers --json
+    """
     with service_errors():
-        rows = client.workers(master_url, token or default_token())
+        rows = client.workers(master_url, token)
     show(rows, as_json, "workers", ("name", "slots", "prefetch", "busy", "live", "last seen"),
          ((w["name"], str(w["slots"]), str(w["prefetch"]), str(w["busy"]), "yes" if w["live"] else "no",
-           w["last_seen"]) for w in rows))
-
+           ago(w["last_seen"])) for w in rows))
 
 
 def failed(
-    order_id: Annotated[int | None, typer.Option("--order", help="Only this order's tasks.")] = None,
-    master_url: MasterUrl = "http://127.0.0.1:8000",
+    order_id: Annotated[int | None, typer.Option(
+        "--order", metavar="ORDER_ID", show_default=False, help="Only this order's tasks.")] = None,
+    master_url: MasterUrl = None,
     token: Token = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """List failed tasks with their attempts, workers and errors."""
+    """List failed tasks with their attempts, workers and errors.
+
+    Examples:
+
+        salad failed
+        salad failed --order 12
+    """
     with service_errors():
-        rows = client.failed_tasks(master_url, token or default_token(), order_id)
+        rows = client.failed_tasks(master_url, token, order_id)
 
     def workers_seen(task: dict) -> str:
         return ", ".join(dict.fromkeys(f["worker"] or "?" for f in task["failures"]))
@@ -94,15 +133,27 @@ def failed(
 
 
 def requeue(
-    task_id: Annotated[int | None, typer.Argument(help="The failed task to queue again.")] = None,
-    order_id: Annotated[int | None, typer.Option("--order", help="Queue every failed task of this order.")] = None,
-    master_url: MasterUrl = "http://127.0.0.1:8000",
+    task_id: Annotated[int | None, typer.Argument(
+        metavar="TASK_ID", show_default=False, help="The failed task to queue again.")] = None,
+    order_id: Annotated[int | None, typer.Option(
+        "--order", metavar="ORDER_ID", show_default=False, help="Queue every failed task of this order.",
+    )] = None,
+    master_url: MasterUrl = None,
     token: Token = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Queue failed tasks again with fresh attempts; their order resumes."""
+    """Queue failed tasks again with fresh attempts; their order resumes.
+
+    Examples:
+
+        salad requeue 57
+        salad requeue --order 12
+    """
     if (task_id is None) == (order_id is None):
-        fail("give a TASK_ID or --order ORDER_ID (one of them)")
+        raise typer.BadParameter("give a TASK_ID or --order ORDER_ID (one of them)")
     with service_errors():
-        result = client.requeue(master_url, token or default_token(), task_id, order_id)
-    print(json.dumps(result)) if as_json else console.print(f"{result['requeued']} task(s) queued again")
+        result = client.requeue(master_url, token, task_id, order_id)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{plural(result['requeued'], 'task')} queued again")
