@@ -42,12 +42,12 @@ def workdir():
 
 
 def salad_up(folder: Path) -> tuple[subprocess.Popen, str]:
-    """`salad up` in `folder`, on its embedded PostgreSQL, until its stack is up (its client token written);
-    returns the process and Shared's URL."""
+    """`salad up` in `folder`, on its embedded PostgreSQL, until its stack is up (its processes recorded in
+    .salad/stack.json); returns the process and Shared's URL."""
     import os
 
-    token_file = folder / ".salad" / "client.token"
-    token_file.unlink(missing_ok=True)
+    stack_file = folder / ".salad" / "stack.json"
+    stack_file.unlink(missing_ok=True)
     shared_port, master_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "SALAD_DATABASE_URL"} | {"COLUMNS": "200"}
     process = subprocess.Popen(
@@ -56,7 +56,7 @@ def salad_up(folder: Path) -> tuple[subprocess.Popen, str]:
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works, even under `&`
     deadline = time.monotonic() + 240  # PostgreSQL, then the services (START_TIMEOUT: 120 s)
-    while not (token_file.exists() and token_file.read_text()):
+    while not (stack_file.exists() and json.loads(stack_file.read_text())["services"]):
         assert process.poll() is None, process.communicate()[0]
         assert time.monotonic() < deadline, "salad up did not start"
         time.sleep(0.2)

@@ -1,11 +1,11 @@
-"""What the `salad` commands share: output, exit codes and errors, options, and the words and times people
-read."""
+"""What the `salad` commands share: output, exit codes and errors, the options that find the local stack,
+and the words and times people read."""
 
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -16,6 +16,8 @@ from rich.table import Table
 
 from salad.cli import client
 from salad.cli.client import ExitCode, word  # noqa: F401 (the commands' word for a status)
+from salad.cli.home import HOME_ENV, STACK_FILE, StackState, find_home, where_looked
+from salad.cli.ports import PortInUse
 from salad.cli.stack import StartFailed
 from salad.core.embedded import EmbeddedPostgresError
 
@@ -49,28 +51,48 @@ def service_errors():
     except client.ServiceError as exc:
         hint = origins.hint(exc)
         fail(f"{exc}\n{hint}" if hint else str(exc), exc.exit_code)
-    except (StartFailed, EmbeddedPostgresError) as exc:
+    except (StartFailed, EmbeddedPostgresError, PortInUse) as exc:
         fail(str(exc))
 
 
-# --- Options -------------------------------------------------------------------------------------
-TOKEN_FILE = Path(".salad/client.token")  # written by `salad up`, read by the other commands
+# --- Finding the stack ---------------------------------------------------------------------------
+@lru_cache
+def local_stack() -> StackState | None:
+    """The stack of the nearest `.salad/` (or SALAD_HOME), if `salad up` ever ran there."""
+    home = find_home()
+    try:
+        return StackState.load(home) if home else None
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @dataclass
 class Origins:
-    """Where this command's token came from: "given" (an option or its variable), "file" or "none". The hint
-    under an error says what to check."""
+    """Where this command's URL and token came from: "given" (an option or its variable), "stack" (the
+    local stack's), "default" (a URL) or "none" (no token). The hint under an error says what to check."""
 
+    url: str = ""
+    url_option: str = ""
     token: str = ""
 
     def hint(self, exc: client.ServiceError) -> str:
+        stack = local_stack()
         if exc.status in (401, 403):
             if self.token == "given":
                 return "check --token or SALAD_CLIENT_TOKEN"
-            if self.token == "file":
-                return f"the token is {TOKEN_FILE}'s; for another stack give --token or SALAD_CLIENT_TOKEN"
-            return f"no client token: no {TOKEN_FILE} here. Give --token or SALAD_CLIENT_TOKEN"
+            if self.token == "stack":
+                return (f"the token is the local stack's ({stack.home / STACK_FILE}); for another stack "
+                        "give --token or SALAD_CLIENT_TOKEN")
+            return f"no client token found: {where_looked()}. Give --token or SALAD_CLIENT_TOKEN"
+        if exc.exit_code != ExitCode.UNAVAILABLE or exc.status:
+            return ""
+        if self.url == "stack":
+            if stack.running():
+                return f"salad up is running in {stack.home}: the service may be restarting (see its logs)"
+            return f"the URL is from {stack.home / STACK_FILE}, but salad up is not running there: start it"
+        if self.url == "default":
+            return (f"no local stack found: {where_looked()}. Start one with salad up, "
+                    f"or give {self.url_option}")
         return ""
 
 
@@ -86,10 +108,18 @@ def normalise_url(value: str) -> str:
 
 
 def url_option(kind: str, default: str):
-    """A callback giving the URL given, else `default`."""
+    """A callback giving the URL given, else the local stack's, else `default`."""
+    option = f"--{kind}-url"
 
     def resolve(value: str | None) -> str:
-        return normalise_url(value) if value else default
+        origins.url_option = option
+        if value:
+            origins.url = "given"
+            return normalise_url(value)
+        stack = local_stack()
+        url = getattr(stack, f"{kind}_url") if stack else None
+        origins.url = "stack" if url else "default"
+        return url or default
 
     return resolve
 
@@ -98,19 +128,20 @@ def token_option(value: str | None) -> str | None:
     if value:
         origins.token = "given"
         return value
-    origins.token = "file" if TOKEN_FILE.exists() else "none"
-    return TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+    stack = local_stack()
+    origins.token = "stack" if stack else "none"
+    return stack.tokens["client"] if stack else None
 
 
 SharedUrl = Annotated[str, typer.Option(
     envvar="SALAD_SHARED_URL", metavar="URL", callback=url_option("shared", DEFAULT_SHARED_URL),
-    show_default=False, help=f"Shared's base URL (default: {DEFAULT_SHARED_URL}).")]
+    show_default=False, help=f"Shared's base URL (default: the local stack's, else {DEFAULT_SHARED_URL}).")]
 MasterUrl = Annotated[str, typer.Option(
     envvar="SALAD_MASTER_URL", metavar="URL", callback=url_option("master", DEFAULT_MASTER_URL),
-    show_default=False, help=f"Master's base URL (default: {DEFAULT_MASTER_URL}).")]
+    show_default=False, help=f"Master's base URL (default: the local stack's, else {DEFAULT_MASTER_URL}).")]
 Token = Annotated[str | None, typer.Option(
     envvar="SALAD_CLIENT_TOKEN", metavar="TOKEN", callback=token_option, show_default=False,
-    help=f"Client bearer token (default: {TOKEN_FILE} if present).")]
+    help=f"Client bearer token (default: the local stack's, from .salad/ here or above, or {HOME_ENV}).")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 
 

@@ -79,13 +79,18 @@ def master() -> None:
 def worker() -> None:
     """Run a worker: prepares fruits, serves /healthz, /readyz and /metrics on SALAD_PORT.
 
+    With no SALAD_MASTER_URL or SALAD_WORKER_TOKEN set and a local stack found (.salad/ here or above, or
+    SALAD_HOME), it joins that stack: Master's URL, the worker token, the stack's pace and a free port come
+    from its stack.json.
+
     Examples:
 
-        SALAD_MASTER_URL=http://master:8000 SALAD_WORKER_TOKEN=... salad worker
+        salad worker
         SALAD_WORKER_NAME=big SALAD_SLOTS=8 salad worker
     """
     from salad.worker.main import main
 
+    local.join_local_stack()
     settings = worker_settings()
     setup_logging(settings.log_level)
     main(settings)
