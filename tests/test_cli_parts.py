@@ -99,3 +99,13 @@ def test_backoff_doubles_up_to_its_cap_and_exits_are_told_in_words():
     assert [backoff.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
     assert how_it_ended(-signal.SIGKILL) == "was killed by SIGKILL"
     assert how_it_ended(3) == "exited with code 3"
+
+
+def test_up_uses_salad_home_even_before_it_exists(tmp_path, monkeypatch):
+    from salad.cli.local import up_home
+
+    monkeypatch.setenv("SALAD_HOME", str(tmp_path / "stacks" / "demo"))
+    home, state = up_home()
+
+    assert home == tmp_path / "stacks" / "demo" and state.home == home
+    assert not home.exists(), "made only once its ports are known to be free"

@@ -26,7 +26,7 @@ from salad.cli.common import (
     plural,
     service_errors,
 )
-from salad.cli.home import FOLDER, STACK_FILE, StackState, find_home, lock, shown
+from salad.cli.home import FOLDER, STACK_FILE, StackState, find_home, lock, searched_folders, shown
 from salad.cli.ports import HOST, check_free
 from salad.cli.salads import report
 from salad.cli.stack import LocalStack, free_port
@@ -72,9 +72,9 @@ def local_database(url: str | None, folder: Path | None) -> Iterator[str]:
 
 
 def up_home() -> tuple[Path, StackState]:
-    """The stack's folder (the nearest .salad/, SALAD_HOME, or a new .salad/ here) and its state: the last
-    run's tokens and ports, or new tokens. Fails at once if another `salad up` runs that stack."""
-    home = find_home() or Path.cwd() / FOLDER
+    """The stack's folder (the nearest .salad/, or SALAD_HOME, or else a new .salad/ here) and its state: the
+    last run's tokens and ports, or new tokens. Fails at once if another `salad up` runs that stack."""
+    home = find_home() or searched_folders()[0]
     try:
         state = StackState.load(home)
     except ValueError as exc:
@@ -139,7 +139,7 @@ def up(
         hold(home, None)
     state.shared_url, state.master_url = f"http://{HOST}:{shared_port}", f"http://{HOST}:{master_port}"
     state.slots, state.time_scale, state.pid, state.services = slots, time_scale, os.getpid(), {}
-    state.save()  # from now on the other commands find this stack, and a second `salad up` who runs it
+    state.save()  # from now on the other commands find this stack, and a second `salad up` its pid
     with service_errors(), local_database(database_url, home / "postgres") as url:
         note(f"starting Shared on :{shared_port}, Master on :{master_port} and {plural(workers, 'worker')} "
              f"(logs in {shown(log_dir)}/) ...")
@@ -219,10 +219,10 @@ def join_local_stack() -> None:
     name = os.environ.setdefault("SALAD_WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}")
     defaults = {"SALAD_MASTER_URL": state.master_url, "SALAD_WORKER_TOKEN": state.tokens["worker"],
                 "SALAD_HOST": "127.0.0.1", "SALAD_PORT": str(free_port()),
-                "SALAD_SLOTS": str(state.slots or ""), "SALAD_TIME_SCALE": str(state.time_scale or "")}
+                "SALAD_SLOTS": state.slots, "SALAD_TIME_SCALE": state.time_scale}
     for variable, value in defaults.items():
-        if value:
-            os.environ.setdefault(variable, value)
+        if value is not None:
+            os.environ.setdefault(variable, str(value))
     running = "" if state.running() else " (salad up is not running there now: the worker waits for Master)"
     note(f"joining the local stack of {home} as {name}: Master {state.master_url}{running}")
 
