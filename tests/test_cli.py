@@ -1,6 +1,7 @@
 """The `salad` command as a user runs it: demo and up on the embedded PostgreSQL, order/status/workers."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -41,12 +42,12 @@ def workdir():
 
 
 def salad_up(folder: Path) -> tuple[subprocess.Popen, str]:
-    """`salad up` in `folder`, on its embedded PostgreSQL, until its stack is up (its client token written);
-    returns the process and Shared's URL."""
+    """`salad up` in `folder`, on its embedded PostgreSQL, until its stack is up (its processes recorded in
+    .salad/stack.json); returns the process and Shared's URL."""
     import os
 
-    token_file = folder / ".salad" / "client.token"
-    token_file.unlink(missing_ok=True)
+    stack_file = folder / ".salad" / "stack.json"
+    stack_file.unlink(missing_ok=True)
     shared_port, master_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "SALAD_DATABASE_URL"} | {"COLUMNS": "200"}
     process = subprocess.Popen(
@@ -55,7 +56,7 @@ def salad_up(folder: Path) -> tuple[subprocess.Popen, str]:
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works, even under `&`
     deadline = time.monotonic() + 240  # PostgreSQL, then the services (START_TIMEOUT: 120 s)
-    while not (token_file.exists() and token_file.read_text()):
+    while not (stack_file.exists() and json.loads(stack_file.read_text())["services"]):
         assert process.poll() is None, process.communicate()[0]
         assert time.monotonic() < deadline, "salad up did not start"
         time.sleep(0.2)
@@ -95,8 +96,8 @@ def test_demo_reports_a_service_that_cannot_start_with_the_end_of_its_log():
     broken = salad("demo", "--fruits", "2", SALAD_MAX_FRUITS="0")
 
     assert broken.returncode == 1
-    assert "error: shared exited with code 1; its log" in broken.stdout, broken.stdout + broken.stderr
-    assert "max_fruits" in broken.stdout  # the log's last lines say which setting
+    assert "error: shared exited with code 1; its log" in broken.stderr, broken.stdout + broken.stderr
+    assert "max_fruits" in broken.stderr  # the log's last lines say which setting
     assert "Traceback" not in broken.stdout + broken.stderr
 
 
@@ -139,10 +140,13 @@ def test_clear_errors_for_an_unreachable_service_and_a_refused_order(stack):
     missing = salad("status", "424242", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN=stack.client_token)
     wrong_token = salad("order", "apple", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN="not-a-token")
 
-    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stdout
-    assert refused.returncode == 1 and "422" in refused.stdout and "fruits.0" in refused.stdout
-    assert missing.returncode == 1 and "order 424242 not found" in missing.stdout
-    assert wrong_token.returncode == 1 and "401" in wrong_token.stdout and "SALAD_CLIENT_TOKEN" in wrong_token.stdout
+    assert unreachable.returncode == 4 and "cannot reach" in unreachable.stderr
+    assert refused.returncode == 1 and "422" in refused.stderr and "fruits.0" in refused.stderr
+    assert missing.returncode == 3 and "order 424242 not found" in missing.stderr
+    assert wrong_token.returncode == 1 and "401" in wrong_token.stderr
+    assert "SALAD_CLIENT_TOKEN" in wrong_token.stderr
+    for failed in (unreachable, refused, missing, wrong_token):
+        assert failed.stdout == "" and "Traceback" not in failed.stderr
 
 
 def test_failed_lists_failed_tasks_and_requeue_resumes_their_order(make_stack, postgres_url):
@@ -160,5 +164,46 @@ def test_failed_lists_failed_tasks_and_requeue_resumes_their_order(make_stack, p
 
     assert [(t["fruit"], len(t["failures"]), t["failures"][0]["worker"]) for t in listed] == [("coconut", 2, "worker-1")]
     assert "coconut" in table.stdout and "stopped after 0.2 s" in table.stdout
-    assert requeued.returncode == 0 and "1 task(s) queued again" in requeued.stdout
-    assert neither.returncode == 1 and "TASK_ID or --order" in neither.stdout
+    assert requeued.returncode == 0 and "1 task queued again" in requeued.stdout
+    assert neither.returncode == 2 and "TASK_ID or --order" in neither.stderr
+
+
+def test_errors_exit_codes_words_and_times_as_documented(stack):
+    auth = {"SALAD_CLIENT_TOKEN": stack.client_token}
+    slash = stack.shared_url + "/"
+    missing = salad("status", "9999", "--json", "--shared-url", slash, **auth)
+    unknown = salad("requeue", "--order", "999999", "--master-url", stack.master_url + "/", **auth)
+    done = salad("order", "fig", "--wait", "--shared-url", slash, **auth)
+    order_id = done.stdout.split("order ")[-1].split(":")[0]
+    shown = salad("status", order_id, "--shared-url", slash, **auth)
+    listed = salad("workers", "--master-url", stack.master_url, **auth)
+    for worker in stack.worker_services:
+        worker.signal(signal.SIGSTOP)  # the next salad waits while --timeout runs out
+    try:
+        late = salad("order", "lime", "--wait", "--timeout", "0.5", "--shared-url", stack.shared_url, **auth)
+    finally:
+        for worker in stack.worker_services:
+            worker.signal(signal.SIGCONT)
+
+    assert (missing.returncode, missing.stdout) == (3, "") and "order 9999 not found" in missing.stderr
+    assert unknown.returncode == 3 and "order 999999 not found" in unknown.stderr
+    assert done.returncode == 0 and "1 fruit in" in done.stdout, done.stdout + done.stderr
+    assert shown.returncode == 0 and "completed in" in shown.stdout and "ago" in shown.stdout
+    assert " done " in shown.stdout and "succeeded" not in shown.stdout  # the web page's words
+    assert "worker-1" in listed.stdout and ("ago" in listed.stdout or "just now" in listed.stdout)
+    assert not re.search(r"\d{4}-\d\d-\d\dT", listed.stdout), "no ISO timestamp"
+    assert late.returncode == 4 and "after 0.5 s (--timeout)" in late.stderr, late.stdout + late.stderr
+    assert "still waiting" in late.stderr or "still in progress" in late.stderr
+
+
+def test_version_short_help_examples_and_exit_codes_in_help():
+    version = salad("--version")
+    root, order = salad("-h"), salad("order", "-h")
+    root_text, order_text = (" ".join(shown.stdout.split()) for shown in (root, order))  # help is wrapped
+
+    assert version.returncode == 0 and version.stdout.startswith("salad ")
+    assert root.returncode == 0 and "Exit codes: 0 done; 1 error" in root_text
+    assert "3 not found; 4 a service out of reach" in root_text
+    assert order.returncode == 0 and "Usage: salad order [OPTIONS] FRUIT..." in order_text
+    assert "salad order apple banana kiwi --wait" in order_text  # an example
+    assert "<bool>" not in order_text + root_text and "{fruits}" not in order_text

@@ -376,6 +376,7 @@ def test_failed_tasks_are_listed_with_their_attempts_and_requeued_and_the_order_
     assert final["status"] == "completed" and final["failure_reason"] is None
     assert master.post(f"/v1/tasks/{task['id']}/requeue", **operator).status_code == 409
     assert master.post(f"/v1/orders/{placed['id']}/requeue", **operator).status_code == 409
+    assert master.post("/v1/orders/999999/requeue", **operator).status_code == 404, "no such order"
 
 
 def test_a_task_past_its_time_limit_is_stopped_on_the_worker_and_retried_then_failed(make_stack, postgres_url):

@@ -47,8 +47,8 @@ def test_order_json_then_watch_once_as_a_table_and_as_json_and_clear_errors(stac
 
     wrong = salad("watch", "--once", **{**auth, "SALAD_CLIENT_TOKEN": "not-the-token"})
     nowhere = salad("watch", "--once", "--shared-url", "http://127.0.0.1:9", SALAD_CLIENT_TOKEN="x")
-    assert wrong.returncode == 1 and "401" in wrong.stdout and "SALAD_CLIENT_TOKEN" in wrong.stdout
-    assert nowhere.returncode == 1 and "cannot reach" in nowhere.stdout
+    assert wrong.returncode == 1 and "401" in wrong.stderr and "SALAD_CLIENT_TOKEN" in wrong.stderr
+    assert nowhere.returncode == 4 and "cannot reach" in nowhere.stderr
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 import sys
 import time
 import uuid
+from enum import IntEnum
 
 import httpx
 from rich.console import Console
@@ -14,10 +15,37 @@ POLL_INTERVAL = 0.25  # seconds between status reads while following an order
 FINAL = ("completed", "failed")
 RETRY_FOR = 30.0  # seconds a request is tried again while the service answers "unavailable for now"
 UNAVAILABLE = (502, 503, 504)  # the services say 503 (with Retry-After) while their database is away
+# The web page's words for the API's statuses (shared/web/app.js), in every table and message; --json keeps
+# the API's own.
+WORDS = {"pending": "waiting", "in_progress": "in progress", "succeeded": "done"}
+
+
+def word(status: str) -> str:
+    return WORDS.get(status, status)
+
+
+class ExitCode(IntEnum):
+    """What `salad` exits with (its --help and the README list them)."""
+
+    OK = 0
+    ERROR = 1  # a refused request, a failed salad, a stack that cannot start
+    USAGE = 2  # wrong options or arguments (click's own code)
+    NOT_FOUND = 3  # the order, task or worker does not exist (404)
+    UNAVAILABLE = 4  # a service out of reach or unavailable (502, 503, 504), or --timeout ran out
 
 
 class ServiceError(Exception):
     """A service could not be reached or refused the request: the message says which and why."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.ERROR, status: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code, self.status = exit_code, status
+
+
+def exit_code_of(status: int) -> ExitCode:
+    if status == 404:
+        return ExitCode.NOT_FOUND
+    return ExitCode.UNAVAILABLE if status in UNAVAILABLE else ExitCode.ERROR
 
 
 def call(method: str, url: str, token: str | None, headers: dict | None = None, retry: bool = False,
@@ -34,19 +62,20 @@ def call(method: str, url: str, token: str | None, headers: dict | None = None, 
         try:
             response = httpx.request(method, url, timeout=15, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot reach {url}: {exc}") from exc
+            raise ServiceError(f"cannot reach {url}: {exc}", ExitCode.UNAVAILABLE) from exc
         pause = retry_after(response)
         if not retry or response.status_code not in UNAVAILABLE or time.monotonic() + pause > deadline:
             break
-        print(f"{method} {url} answered {response.status_code}: trying again in {pause:g} s", file=sys.stderr)
+        print(f"{method} {url} answered {response.status_code}: trying again in {pause:g} s", file=sys.stderr,
+              flush=True)
         time.sleep(pause)
     if response.status_code >= 400:
         try:
             detail = response.json().get("message") or response.json().get("detail")
         except ValueError:
             detail = response.text
-        hint = " (check --token or SALAD_CLIENT_TOKEN)" if response.status_code in (401, 403) else ""
-        raise ServiceError(f"{method} {url} answered {response.status_code}: {detail}{hint}")
+        raise ServiceError(f"{method} {url} answered {response.status_code}: {detail}",
+                           exit_code_of(response.status_code), response.status_code)
     return response
 
 
@@ -98,6 +127,7 @@ def follow(shared_url: str, token: str | None, order_id: int, console: Console, 
             if current["status"] in FINAL:
                 return current
             if deadline is not None and time.monotonic() > deadline:
-                raise ServiceError(f"order {order_id} still {current['status']} after {timeout:.0f}s")
+                raise ServiceError(f"order {order_id} still {word(current['status'])} after "
+                                   f"{timeout:g} s (--timeout)", ExitCode.UNAVAILABLE)
             time.sleep(POLL_INTERVAL)
             current = status(shared_url, token, order_id)

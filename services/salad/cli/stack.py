@@ -40,6 +40,10 @@ class Service:
     command: str = ""  # the `salad` command it runs, and its own settings: what restart_service starts again
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def signal(self, sig: int) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -101,6 +105,8 @@ class LocalStack:
             output = log_path.open("ab")
         process = subprocess.Popen([sys.executable, "-m", "salad", command], env=env, stdout=output,
                                    stderr=subprocess.STDOUT if output else None)
+        if output is not None:
+            output.close()  # the child holds its own copy
         service = Service(name, f"http://127.0.0.1:{port}", process, log_path, command, extra_env)
         self.services.append(service)
         return service
@@ -160,12 +166,15 @@ class LocalStack:
             service.process.kill()
             return service.process.wait()
 
+    def respawn(self, service: Service) -> Service:
+        """Start a service that has exited again: same name, command, port and settings (no wait)."""
+        self.services.remove(service)
+        return self.spawn(service.name, service.command, service.port, service.extra_env)
+
     def restart_service(self, service: Service) -> Service:
         """Stop a service, then start the same command on the same port (e.g. Shared under open pages)."""
         self.stop_service(service)
-        self.services.remove(service)
-        port = int(service.url.rsplit(":", 1)[1])
-        restarted = self.spawn(service.name, service.command, port, service.extra_env)
+        restarted = self.respawn(service)
         self.wait_ready([restarted])
         return restarted
 

@@ -17,14 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from salad.cli import client
-from salad.cli.common import SharedUrl, Token, default_token, fail
+from salad.cli.common import SharedUrl, Token, service_errors, word
 from salad.core.auth import bearer_header
 
 READ_TIMEOUT = 35.0  # seconds without a byte (Shared sends a heartbeat every 15 s) before reconnecting
 RETRY_SECONDS = 1.0  # before reconnecting, unless the stream says otherwise (`retry:`)
 FRUIT_STYLE = {"queued": ("·", "dim"), "running": ("▶", "yellow"), "done": ("✓", "green"),
                "failed": ("✗", "red")}
-STATUS_LABEL = {"pending": "waiting", "in_progress": "in progress"}
 
 
 @dataclass
@@ -124,7 +123,7 @@ def orders_table(snapshot: dict) -> Table:
         progress = Table.grid(padding=(0, 1))
         progress.add_row(ProgressBar(total=total, completed=done, width=18), f"{done}/{total}")
         fruits = Columns([fruit_text(f) for f in order["fruits"]], padding=(0, 2))
-        table.add_row(f"#{order['id']}", STATUS_LABEL.get(order["status"], order["status"]), progress, fruits)
+        table.add_row(f"#{order['id']}", word(order["status"]), progress, fruits)
     if not snapshot["open_orders"]:
         table.add_row("", Text("no salad in preparation", style="dim"), "", "")
     return table
@@ -170,33 +169,41 @@ def render(snapshot: dict | None, trouble: str | None = None, live: bool = True)
 
 # --- Command -------------------------------------------------------------------------------------
 def watch(
-    shared_url: SharedUrl = "http://127.0.0.1:8001",
+    shared_url: SharedUrl = None,
     token: Token = None,
     once: Annotated[bool, typer.Option("--once", help="Print the current view once and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print snapshots as JSON, one per line.")] = False,
 ) -> None:
-    """Watch salads being prepared: open orders fruit by fruit, workers, completed salads (Ctrl-C stops)."""
-    token = token or default_token()
+    """Watch salads being prepared: open orders fruit by fruit, workers, completed salads (Ctrl-C stops).
+
+    The web page's view in a terminal, live from Shared's event stream; it reconnects by itself when Shared
+    restarts.
+
+    Examples:
+
+        salad watch
+        salad watch --once
+        salad watch --json | jq .open_total
+    """
     console = Console()
-    try:
-        if once:
-            snapshot = client.call("GET", f"{shared_url}/v1/dashboard", token).json()
-            print(json.dumps(snapshot)) if as_json else console.print(render(snapshot, live=False))
-            return
-        if as_json:
-            for snapshot in snapshots(shared_url, token):
-                if isinstance(snapshot, dict):
-                    print(json.dumps(snapshot), flush=True)
-            return
-        last = None
-        with Live(render(None, "connecting"), console=console, auto_refresh=False) as live:
-            for snapshot in snapshots(shared_url, token):
-                if isinstance(snapshot, dict):
-                    last, trouble = snapshot, None
-                else:
-                    trouble = snapshot
-                live.update(render(last, trouble), refresh=True)
-    except client.ServiceError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        pass
+    with service_errors():
+        try:
+            if once:
+                snapshot = client.call("GET", f"{shared_url}/v1/dashboard", token).json()
+                print(json.dumps(snapshot)) if as_json else console.print(render(snapshot, live=False))
+                return
+            if as_json:
+                for snapshot in snapshots(shared_url, token):
+                    if isinstance(snapshot, dict):
+                        print(json.dumps(snapshot), flush=True)
+                return
+            last = None
+            with Live(render(None, "connecting"), console=console, auto_refresh=False) as live:
+                for snapshot in snapshots(shared_url, token):
+                    if isinstance(snapshot, dict):
+                        last, trouble = snapshot, None
+                    else:
+                        trouble = snapshot
+                    live.update(render(last, trouble), refresh=True)
+        except KeyboardInterrupt:
+            pass

@@ -166,10 +166,13 @@ def requeue_task(task_id: TaskId, request: Request):
 
 
 @router.post("/orders/{order_id}/requeue", response_model=Requeued, tags=["operators"], dependencies=CLIENT,
-             responses=errors(409))
+             responses=errors(404, 409))
 def requeue_order(order_id: IdPath, request: Request):
     """Queue every failed task of the order again with fresh attempts; the order resumes."""
-    requeued = tasks.requeue_failed(request.app.state.engine, order_id)
+    engine = request.app.state.engine
+    requeued = tasks.requeue_failed(engine, order_id)
     if not requeued:
+        if not task_views.list_tasks(engine, None, order_id, limit=1):  # unknown, or not split into tasks yet
+            raise HTTPException(404, detail=f"order {order_id} not found (Master has no task of it)")
         raise HTTPException(409, detail=f"order {order_id} has no failed task")
     return Requeued(requeued=requeued)
