@@ -24,6 +24,7 @@ from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import hand_out, registry, tasks
 from salad.master.schemas import LeasedTask
+from salad.master.sql import SQL
 from salad.master.wakeup import QueueSignal, Waiting
 from salad.shared.schemas import IntakeBatch, IntakeOrder, OrderReport
 
@@ -31,6 +32,8 @@ OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+
+DUE_REPORTS = select(Outbox).from_statement(SQL.due_reports)  # as ORM objects, which the relay marks
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +156,7 @@ class OutboxRelay:
         """Send due reports to Shared in one call; one Shared does not know yet is tried again later."""
         now = utcnow()
         with transaction(self.engine) as session:
-            rows = list(session.scalars(
-                select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.next_attempt_at <= now)
-                .order_by(Outbox.id).limit(OUTBOX_BATCH).with_for_update(skip_locked=True)
-            ))
+            rows = list(session.scalars(DUE_REPORTS, dict(now=now, limit=OUTBOX_BATCH)))
             if not rows:
                 return 0
             reports = [OrderReport(order_id=row.order_id, version=row.version, status=row.status,
