@@ -10,7 +10,7 @@ from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL
 from salad.core.queries import QueryFileError, load, parse, statements
 from sqlalchemy.dialects import postgresql
 
-PACKAGES = ["salad.master"]
+PACKAGES = ["salad.master", "salad.shared"]
 NUMBERED = postgresql.dialect(paramstyle="numeric_dollar")  # :name -> $1, as PREPARE takes them
 
 
@@ -47,6 +47,7 @@ def test_the_notifications_use_the_channels_the_listeners_listen_on():
     sql = "\n".join(source(package) for package in PACKAGES)
     assert set(re.findall(r"pg_notify\('(\w+)'", sql)) <= {TASKS_CHANNEL, ORDERS_CHANNEL}
     assert f"pg_notify('{TASKS_CHANNEL}'" in load("salad.master").split.text
+    assert f"pg_notify('{ORDERS_CHANNEL}'" in load("salad.shared").insert_order.text
 
 
 @pytest.mark.parametrize("package", PACKAGES)

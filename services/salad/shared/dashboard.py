@@ -17,13 +17,12 @@ from salad.core.db import snapshot, utcnow
 from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
 from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states
 from salad.shared.schemas import FruitCounts
+from salad.shared.sql import SQL
 
 OPEN_LIMIT = 50  # open orders shown, oldest first; `open_total` counts them all
 RECENT_LIMIT = 10  # finished orders shown, most recently finished first
 RECENT_SCAN = 50  # newest finished orders by id among which the most recently finished are picked
 LIVE_WORKER_SECONDS = 15.0  # a worker unseen for this long is not shown (Master's default worker TTL)
-OPEN = (OrderStatus.PENDING, OrderStatus.IN_PROGRESS)
-FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
 
 
 class FruitView(BaseModel):
@@ -87,9 +86,8 @@ def fruit_views(order: Order, tasks: list[Task]) -> list[FruitView]:
 
 
 def open_orders(session) -> tuple[list[OpenOrder], int]:
-    is_open = Order.status.in_(OPEN)
-    orders = list(session.scalars(select(Order).where(is_open).order_by(Order.id).limit(OPEN_LIMIT)))
-    total = session.scalar(select(func.count()).select_from(Order).where(is_open))
+    orders = session.execute(SQL.open_orders, dict(limit=OPEN_LIMIT)).all()
+    total = session.execute(SQL.open_orders_count).scalar_one()
     tasks: dict[int, list[Task]] = defaultdict(list)
     if orders:
         query = select(Task).where(Task.order_id.in_([o.id for o in orders]))
@@ -115,9 +113,7 @@ def live_workers(session) -> list[WorkerView]:
 
 def recent_orders(session) -> list[FinishedOrder]:
     """The most recently finished among the newest finished ones (an index scan, not a sort of them all)."""
-    rows = list(session.scalars(
-        select(Order).where(Order.status.in_(FINAL)).order_by(Order.id.desc()).limit(RECENT_SCAN)
-    ))
+    rows = session.execute(SQL.newest_finished, dict(limit=RECENT_SCAN)).all()
     rows.sort(key=lambda o: (o.completed_at is not None, o.completed_at or o.created_at, o.id), reverse=True)
     return [FinishedOrder(id=o.id, status=o.status, fruits=len(o.fruits), completed_at=o.completed_at,
                           preparation_time=o.preparation_time, failure_reason=o.failure_reason)
@@ -127,9 +123,7 @@ def recent_orders(session) -> list[FinishedOrder]:
 def read_dashboard(engine: Engine) -> Dashboard:
     with snapshot(engine) as session:
         orders, total = open_orders(session)
-        finished = dict(session.execute(
-            select(Order.status, func.count()).where(Order.status.in_(FINAL)).group_by(Order.status)
-        ).all())
+        finished = dict(session.execute(SQL.finished_counts).all())
         return Dashboard(open_orders=orders, open_total=total, workers=live_workers(session),
                          completed=finished.get(OrderStatus.COMPLETED.value, 0),
                          failed=finished.get(OrderStatus.FAILED.value, 0),

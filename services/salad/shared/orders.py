@@ -1,4 +1,6 @@
-"""Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction."""
+"""Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction, of
+named statements (shared/queries.sql) run on the connection: on the path of every order, the ORM's objects
+and statements built per call cost Shared more CPU than PostgreSQL spends running them."""
 
 import hashlib
 import json
@@ -7,32 +9,24 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from salad.core.db import ORDERS_CHANNEL, autocommit, snapshot, transaction, utcnow
+from salad.core.db import autocommit, snapshot, transaction, utcnow
+from salad.core.fields import MAX_ID
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
 from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
+from salad.shared.sql import SQL
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
+FIRST_PAGE = MAX_ID + 1  # `before` of the first page: every id is below it
 FRUIT_STATES = TypeAdapter(list[FruitState])
 COUNT_OF_TASK_STATUS = {
     TaskStatus.QUEUED: "queued", TaskStatus.RUNNING: "running",
     TaskStatus.SUCCEEDED: "done", TaskStatus.FAILED: "failed",
 }
-
-
-def insert_order_statement():
-    """A new order, inserted and returned by one statement that commits by itself, which also wakes the
-    Masters' intake (pg_notify, sent at its commit). Through the ORM (BEGIN, INSERT, NOTIFY, COMMIT, an ORM
-    object) an order of 100 fruits and its answer cost Shared 2.3 ms of CPU; 0.9 ms so."""
-    orders = Order.__table__
-    return insert(orders).returning(*orders.columns, func.pg_notify(ORDERS_CHANNEL, ""))
-
-
-INSERT_ORDER = insert_order_statement()
 
 
 class IdempotencyConflict(Exception):
@@ -53,17 +47,16 @@ def create_order(
     digest = request_hash(fruits, priority) if idempotency_key else None
     try:
         with autocommit(engine) as connection:
-            order = connection.execute(INSERT_ORDER, dict(
-                fruits=fruits, priority=priority, idempotency_key=idempotency_key, request_hash=digest,
-                created_at=utcnow())).one()
+            order = connection.execute(SQL.insert_order, dict(
+                fruits=json.dumps(fruits), priority=priority, idempotency_key=idempotency_key,
+                request_hash=digest, created_at=utcnow())).one()
         ORDERS_CREATED.inc()
         return order, True
     except IntegrityError:
         if idempotency_key is None:
             raise
     with autocommit(engine) as connection:
-        orders = Order.__table__
-        order = connection.execute(select(orders).where(orders.c.idempotency_key == idempotency_key)).one()
+        order = connection.execute(SQL.order_by_idempotency_key, dict(idempotency_key=idempotency_key)).one()
     if order.request_hash != digest:
         raise IdempotencyConflict(idempotency_key)
     return order, False
@@ -120,7 +113,7 @@ def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderP
     """The order with its counts and, `with_fruits`, each fruit's state (read as plain rows: an order may
     hold many fruits)."""
     with snapshot(engine) as session:
-        order = session.get(Order, order_id)
+        order = session.execute(SQL.order, dict(order_id=order_id)).one_or_none()
         if order is None:
             return None
         if not with_fruits:
@@ -138,108 +131,45 @@ def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderP
 
 def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
     """Newest first; `before` is the id after which the page starts (keyset pagination)."""
-    query = select(Order).order_by(Order.id.desc()).limit(limit)
-    if status:
-        query = query.where(Order.status == status)
-    if before is not None:
-        query = query.where(Order.id < before)
+    page = dict(limit=limit, before=before or FIRST_PAGE, status=status)
     with snapshot(engine) as session:
-        orders = list(session.scalars(query))
+        orders = session.execute(SQL.orders_page_in_status if status else SQL.orders_page, page).all()
         counts = task_counts(session, [o.id for o in orders])
         return [to_public(o, counts.get(o.id)) for o in orders]
 
 
-def intake_claim_statement():
-    """claim_for_intake's UPDATE: the next pending orders (highest priority first), leased to a Master."""
-    orders, now = Order.__table__, bindparam("now")
-    claimable = (
-        select(orders.c.id)
-        .where(orders.c.status == OrderStatus.PENDING)
-        .where(orders.c.intake_lease_until.is_(None) | (orders.c.intake_lease_until < now))
-        .order_by(orders.c.priority.desc(), orders.c.id)
-        .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True)
-    )
-    return (update(orders).where(orders.c.id.in_(claimable.scalar_subquery()))
-            .values(intake_lease_until=bindparam("until"))
-            .returning(orders.c.id, orders.c.fruits, orders.c.priority, orders.c.created_at))
-
-
-INTAKE_CLAIM = intake_claim_statement()
-
-
 def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
-    """Lease pending orders to a Master; an order not confirmed in time is handed out again.
-
-    One statement bound once, committing by itself: built per call through the ORM it cost Shared 3.1 ms of
-    CPU, on the path from a salad's order to its first fruit."""
+    """Lease pending orders to a Master; an order not confirmed in time is handed out again. One statement,
+    committing by itself: it is on the path from a salad's order to its first fruit."""
     now = utcnow()
     with autocommit(engine) as connection:
-        rows = connection.execute(INTAKE_CLAIM, dict(now=now, limit=limit,
-                                                     until=now + timedelta(seconds=lease_seconds))).all()
+        rows = connection.execute(SQL.intake_claim, dict(now=now, limit=limit,
+                                                         until=now + timedelta(seconds=lease_seconds))).all()
     orders = [IntakeOrder(id=r.id, fruits=r.fruits, priority=r.priority, created_at=r.created_at) for r in rows]
     return sorted(orders, key=lambda o: (-o.priority, o.id))
-
-
-def accept_statement():
-    """accept's UPDATE: every known order of the batch, answered with its status; one already accepted (a
-    confirmation sent again) keeps what it has."""
-    orders, now = Order.__table__, bindparam("now")
-    first_time = orders.c.accepted_at.is_(None)
-    return (
-        update(orders).where(orders.c.id.in_(bindparam("ids", expanding=True)))
-        .values(status=case((orders.c.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS),
-                            else_=orders.c.status),
-                accepted_at=case((first_time & (orders.c.completed_at < now), orders.c.completed_at),
-                                 (first_time, now), else_=orders.c.accepted_at),
-                intake_lease_until=None)
-        .returning(orders.c.id, orders.c.status)
-    )
-
-
-ACCEPT = accept_statement()
 
 
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
     Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and gets an accepted_at no later than its completion. (One statement bound once, committing by
-    itself: as an ORM UPDATE and a SELECT in a transaction, a confirmation of 20 orders cost Shared 5.5 ms of
-    CPU; 0.9-1.5 ms so.)"""
+    its status and gets an accepted_at no later than its completion. One statement, committing by itself."""
     with autocommit(engine) as connection:
-        return dict(connection.execute(ACCEPT, dict(ids=order_ids, now=utcnow())).all())
-
-
-def apply_report_statements():
-    """apply_reports' UPDATE of an order from a report, and its look-up of an order the report left alone."""
-    orders = Order.__table__
-    apply = (update(orders)
-             .where(orders.c.id == bindparam("order_id"), orders.c.master_version < bindparam("version"))
-             .values(status=bindparam("status"), completed_at=bindparam("finished_at"),
-                     master_version=bindparam("version"), preparation_time=bindparam("preparation_time"),
-                     failure_reason=bindparam("failure_reason"), intake_lease_until=None)
-             .returning(orders.c.status))
-    return apply, select(orders.c.status).where(orders.c.id == bindparam("order_id"))
-
-
-APPLY_REPORT, STATUS_OF = apply_report_statements()
+        return dict(connection.execute(SQL.accept, dict(ids=order_ids, now=utcnow())).all())
 
 
 def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
     """Apply Master's reports of state changes, each once and only if newer than the last one applied.
 
-    Returns the status of each known order after them. Statements bound once and run on the connection:
-    an ORM UPDATE per report (built, compiled, synchronised with the session) cost Shared 2 ms of CPU per
-    report, this 0.35 ms."""
+    Returns the status of each known order after them."""
     statuses: dict[int, str] = {}
     finished: list[OrderReport] = []
     with transaction(engine) as session:
         connection = session.connection()
         for report in sorted(reports, key=lambda r: (r.order_id, r.version)):  # orders locked in id order
             values = report.model_dump()
-            changed = connection.execute(APPLY_REPORT, values).scalar()
-            status = changed or connection.execute(STATUS_OF, values).scalar()
+            changed = connection.execute(SQL.apply_report, values).scalar()
+            status = changed or connection.execute(SQL.order_status, values).scalar()
             if status is not None:
                 statuses[report.order_id] = status
             if changed and report.status in FINAL:
@@ -254,21 +184,15 @@ def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
 def pending_fruits(engine: Engine) -> list[str]:
     """Fruits of orders no Master has taken yet (what the seed's GET /get_tasks_to_do/ lists)."""
     with transaction(engine) as session:
-        rows = session.scalars(select(Order.fruits).where(Order.status == OrderStatus.PENDING).order_by(Order.id))
-        return [fruit for fruits in rows for fruit in fruits]
+        return [fruit for (fruits,) in session.execute(SQL.pending_fruits) for fruit in fruits]
 
 
 def count_by_status(engine: Engine) -> dict[str, int]:
     with transaction(engine) as session:
-        rows = session.execute(select(Order.status, func.count()).group_by(Order.status))
-        return {status: n for status, n in rows}
+        return dict(session.execute(SQL.orders_by_status).all())
 
 
 def prune_finished(engine: Engine, older_than: datetime, batch: int) -> int:
     """Delete up to `batch` orders finished before `older_than` (retention). Returns how many."""
-    doomed = (
-        select(Order.id).where(Order.status.in_(FINAL), Order.completed_at < older_than)
-        .order_by(Order.completed_at).limit(batch).with_for_update(skip_locked=True)
-    )
     with transaction(engine) as session:
-        return session.execute(delete(Order).where(Order.id.in_(doomed.scalar_subquery()))).rowcount
+        return session.execute(SQL.prune_orders, dict(older_than=older_than, batch=batch)).rowcount
