@@ -18,7 +18,7 @@ import httpx
 from salad.core import http
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
-from salad.master.schemas import Report
+from salad.contracts.work import Report
 
 from bench.infra import Infra, cpu_seconds, salad_stack, service_pids
 

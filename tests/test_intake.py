@@ -11,7 +11,7 @@ from salad.core.db import make_engine, sqlalchemy_url
 from salad.core.models import OrderStatus
 from salad.master import tasks
 from salad.shared import orders
-from salad.shared.schemas import OrderReport
+from salad.contracts.internal import OrderReport
 
 
 def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:

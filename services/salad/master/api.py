@@ -12,7 +12,8 @@ from salad.core.models import TaskStatus
 from salad.core.settings import master_settings
 from salad.core.web import as_json, errors
 from salad.master import registry, task_views, tasks
-from salad.master.schemas import (
+from salad.contracts.operators import Requeued, Stats, TaskPublic, WorkerPublic
+from salad.contracts.work import (
     ClaimRequest,
     ClaimResponse,
     ExchangeRequest,
@@ -21,14 +22,10 @@ from salad.master.schemas import (
     LeaseRef,
     LeaseState,
     Report,
-    Requeued,
     ResultAck,
-    Stats,
-    TaskPublic,
     TaskResult,
     WorkerBeat,
     WorkerName,
-    WorkerPublic,
 )
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))

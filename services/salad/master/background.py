@@ -17,16 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from salad.contracts.internal import IntakeBatch, IntakeOrder, OrderReport
+from salad.contracts.work import LeasedTask
 from salad.core.db import transaction, utcnow
 from salad.core.http import send
 from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import hand_out, registry, tasks
-from salad.master.schemas import LeasedTask
 from salad.master.sql import SQL
 from salad.master.wakeup import QueueSignal, Waiting
-from salad.shared.schemas import IntakeBatch, IntakeOrder, OrderReport
 
 OUTBOX_BATCH = 20
 INTAKE_BATCH = 20

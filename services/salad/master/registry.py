@@ -4,9 +4,9 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from salad.contracts.operators import Stats, WorkerPublic
 from salad.core.db import transaction, utcnow
 from salad.master.hand_out import Capacity
-from salad.master.schemas import Stats, WorkerPublic
 from salad.master.sql import SQL
 
 

@@ -4,13 +4,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 
+from salad.contracts.seed import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 from salad.core.auth import Role, require
 from salad.core.db import transaction
 from salad.core.models import OrderStatus, Salad, Task, TaskStatus
 from salad.core.settings import master_settings
 from salad.core.web import errors
 from salad.master import tasks
-from salad.master.schemas import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 
 router = APIRouter(tags=["seed"], responses=errors(401, 403))
 SALAD_READY = "The salad is ready! Enjoy!"

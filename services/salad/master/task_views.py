@@ -5,9 +5,9 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from salad.contracts.operators import FailedAttempt, TaskPublic
 from salad.core.db import transaction
 from salad.core.models import Task, TaskFailure
-from salad.master.schemas import FailedAttempt, TaskPublic
 
 
 def list_tasks(engine: Engine, status: str | None, order_id: int | None, limit: int) -> list[TaskPublic]:

@@ -19,11 +19,11 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from salad.contracts.work import LeasedTask, LeaseState, Report, ResultAck
 from salad.core.db import TASKS_CHANNEL, again_if_disconnected, autocommit, notify, transaction, utcnow
 from salad.core.fields import MAX_TEXT
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master import hand_out, task_metrics
-from salad.master.schemas import LeasedTask, LeaseState, Report, ResultAck
 from salad.master.sql import SQL
 from salad.master.task_metrics import seconds_between
 from salad.master.wakeup import Waiting

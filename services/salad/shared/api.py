@@ -7,24 +7,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from salad.contracts.internal import IntakeBatch, IntakeClaim, OrderIds, OrderReports, OrderState
+from salad.contracts.orders import OrderCreate, OrderPage, OrderPublic
+from salad.contracts.seed import SeedFruit, SeedMessage
 from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import as_json, errors
 from salad.shared import orders
-from salad.shared.schemas import (
-    IntakeBatch,
-    IntakeClaim,
-    OrderCreate,
-    OrderIds,
-    OrderPage,
-    OrderPublic,
-    OrderReports,
-    OrderState,
-    SeedFruit,
-    SeedMessage,
-)
 
 AUTH_ERRORS = errors(401, 403)
 public = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[require(Role.CLIENT)], responses=AUTH_ERRORS)

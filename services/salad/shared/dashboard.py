@@ -7,62 +7,21 @@ so every Shared replica serves the same snapshot. A few small indexed queries.
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from salad.contracts.orders import Dashboard, FinishedOrder, FruitView, OpenOrder, WorkerView
 from salad.core.db import snapshot, utcnow
 from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
 from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states
-from salad.shared.schemas import FruitCounts
 from salad.shared.sql import SQL
 
 OPEN_LIMIT = 50  # open orders shown, oldest first; `open_total` counts them all
 RECENT_LIMIT = 10  # finished orders shown, most recently finished first
 RECENT_SCAN = 50  # newest finished orders by id among which the most recently finished are picked
 LIVE_WORKER_SECONDS = 15.0  # a worker unseen for this long is not shown (Master's default worker TTL)
-
-
-class FruitView(BaseModel):
-    position: int
-    fruit: str
-    state: str = Field(description="queued, running, done or failed.")
-    worker: str | None = Field(None, description="The worker preparing (or that prepared) this fruit.")
-
-
-class OpenOrder(BaseModel):
-    id: int
-    status: str
-    priority: int
-    created_at: datetime
-    counts: FruitCounts
-    fruits: list[FruitView]
-
-
-class WorkerView(BaseModel):
-    name: str
-    slots: int
-    busy: int = Field(description="Fruits it is preparing now.")
-
-
-class FinishedOrder(BaseModel):
-    id: int
-    status: str
-    fruits: int
-    completed_at: datetime | None
-    preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
-    failure_reason: str | None = None
-
-
-class Dashboard(BaseModel):
-    open_orders: list[OpenOrder]
-    open_total: int
-    workers: list[WorkerView]
-    completed: int = Field(description="Salads completed, all time.")
-    failed: int
-    recent: list[FinishedOrder]
 
 
 @dataclass(frozen=True)

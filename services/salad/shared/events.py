@@ -19,9 +19,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from salad.contracts.orders import Dashboard
 from salad.core.auth import Credentials, Role, check
 from salad.core.web import errors
-from salad.shared.dashboard import Dashboard, Snapshot, read_dashboard
+from salad.shared.dashboard import Snapshot, read_dashboard
 
 SNAPSHOT_INTERVAL = 0.5  # seconds between looks at the database, per process
 # A stream waking every SNAPSHOT_INTERVAL must find the shared read older than the cache's limit, or it would

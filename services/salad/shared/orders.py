@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from salad.contracts.internal import IntakeOrder, OrderReport
+from salad.contracts.orders import FruitCounts, FruitState, OrderPublic
 from salad.core.db import autocommit, snapshot, transaction, utcnow
 from salad.core.fields import MAX_ID
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import Order, OrderStatus, Task, TaskStatus
-from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
 from salad.shared.sql import SQL
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from salad.contracts.work import ExchangeResponse, LeasedTask, ResultAck
 from salad.core.auth import bearer_header
 from salad.core.http import Answer, send, session
-from salad.master.schemas import ExchangeResponse, LeasedTask, ResultAck
 
 RETRY_FIRST_DELAY = 0.2  # seconds; doubles up to RETRY_MAX_DELAY
 RETRY_MAX_DELAY = 5.0
