@@ -80,7 +80,9 @@ class LeaseState(BaseModel):
     lease_expires_at: datetime | None = None
 
 
-class WorkerBeat(StrictModel):
+class WorkerCheckIn(StrictModel):
+    """A worker's check-in with Master's registry (PUT /v1/workers/{name}), every heartbeat interval."""
+
     slots: int = Field(ge=1, le=10_000, strict=True)
     busy: int = Field(0, ge=0, le=10_000, strict=True)
     prefetch: int = Field(0, ge=0, le=10_000, strict=True,

@@ -148,8 +148,8 @@ class TaskFailure(SQLModel, table=True):
     failed_at: datetime
 
 
-class Worker(SQLModel, table=True):
-    """A worker that asked for work recently."""
+class RegisteredWorker(SQLModel, table=True):
+    """A worker that checked in with Master recently (the registry; not the worker process itself)."""
 
     __tablename__ = "workers"
 

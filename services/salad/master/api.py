@@ -24,7 +24,7 @@ from salad.contracts.work import (
     Report,
     ResultAck,
     TaskResult,
-    WorkerBeat,
+    WorkerCheckIn,
     WorkerName,
 )
 
@@ -42,7 +42,7 @@ def lease_errors(call):
         return call()
     except tasks.TaskNotFound as exc:
         raise HTTPException(404, detail=f"task {exc.args[0]} not found")
-    except tasks.LeaseLost as exc:
+    except tasks.StaleLease as exc:
         raise HTTPException(409, detail=f"task {exc.args[0]} is no longer leased under this lease_id")
 
 
@@ -90,11 +90,11 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
 
 @router.post("/tasks/{task_id}/heartbeat", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],
              dependencies=WORKER)
-def heartbeat(task_id: TaskId, body: LeaseRef, request: Request):
+def heartbeat_lease(task_id: TaskId, body: LeaseRef, request: Request):
     """Extend the task's lease. 409 when the lease is stale: stop working on the task."""
     settings = master_settings()
     return lease_errors(
-        lambda: tasks.heartbeat(request.app.state.engine, task_id, str(body.lease_id), settings.lease_seconds)
+        lambda: tasks.heartbeat_lease(request.app.state.engine, task_id, str(body.lease_id), settings.lease_seconds)
     )
 
 
@@ -114,9 +114,9 @@ def release(task_id: TaskId, body: LeaseRef, request: Request):
 
 
 @router.put("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
-def worker_beat(name: Annotated[WorkerName, Path()], body: WorkerBeat, request: Request) -> None:
+def check_in_worker(name: Annotated[WorkerName, Path()], body: WorkerCheckIn, request: Request) -> None:
     """A worker says it is alive, with its slots, its prefetch and how many slots are busy."""
-    registry.beat(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
+    registry.check_in(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
 
 
 @router.delete("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)

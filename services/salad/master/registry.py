@@ -10,8 +10,8 @@ from salad.master.hand_out import Capacity
 from salad.master.sql import SQL
 
 
-def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
-    """Record that a worker is alive, with its capacity and load."""
+def check_in(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
+    """Record that a worker is alive, with its capacity and load (not a task's lease: tasks.heartbeat_lease)."""
     now = utcnow()
     with transaction(engine) as session:
         session.execute(SQL.check_in_worker, dict(name=name, slots=slots, prefetch=prefetch, busy=busy, now=now))

@@ -27,7 +27,7 @@ def send_task(body: SeedWorker, request: Request):
     if not leased:
         return JSONResponse(status_code=202, content={"message": "No more tasks"})
     task = leased[0]
-    tasks.heartbeat(engine, task.id, task.lease_id, settings.lease_seconds + task.execution_time)
+    tasks.heartbeat_lease(engine, task.id, task.lease_id, settings.lease_seconds + task.execution_time)
     return {"id": task.id, "fruit": task.fruit, "execution_time": task.execution_time}
 
 
@@ -44,7 +44,7 @@ def result(body: SeedResult, request: Request):
         lease_id = task.lease_id
     try:
         tasks.record_result(engine, body.task.id, lease_id, TaskStatus.SUCCEEDED, body.result, None)
-    except tasks.LeaseLost:
+    except tasks.StaleLease:
         raise HTTPException(409, detail=f"task {body.task.id} is not leased to {body.task.nom_worker}")
     return {"message": "Result received"}
 

@@ -42,8 +42,8 @@ class TaskNotFound(Exception):
     pass
 
 
-class LeaseLost(Exception):
-    """The task is no longer leased under this id: it was requeued, or handed to another worker."""
+class StaleLease(Exception):
+    """The lease presented is no longer the task's: it was requeued, or handed to another worker (409)."""
 
 
 def notify_queued(session: Session) -> None:
@@ -154,8 +154,9 @@ def leased_tasks(rows, terms: dict, timeout_seconds: float) -> list[LeasedTask]:
 
 
 # --- Leases --------------------------------------------------------------------------------------
-def heartbeat(engine: Engine, task_id: int, lease_id: str, lease_seconds: float) -> LeaseState:
-    """Extend a lease; LeaseLost when it is no longer the task's current lease."""
+def heartbeat_lease(engine: Engine, task_id: int, lease_id: str, lease_seconds: float) -> LeaseState:
+    """A worker's heartbeat for a task it prepares: extend the lease; StaleLease when it is no longer the
+    task's current lease. (A worker's check-in with the registry is registry.check_in.)"""
     expires = utcnow() + timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
         changed = session.execute(SQL.heartbeat_lease,
@@ -168,7 +169,7 @@ def heartbeat(engine: Engine, task_id: int, lease_id: str, lease_seconds: float)
 def raise_lost_or_missing(session: Session, task_id: int) -> None:
     if session.get(Task, task_id) is None:
         raise TaskNotFound(task_id)
-    raise LeaseLost(task_id)
+    raise StaleLease(task_id)
 
 
 def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:
@@ -187,7 +188,7 @@ def release_all(engine: Engine, leased: list[LeasedTask]) -> None:
     for task in leased:
         try:
             release(engine, task.id, str(task.lease_id))
-        except (LeaseLost, TaskNotFound):  # already requeued or gone: nothing to hand back
+        except (StaleLease, TaskNotFound):  # already requeued or gone: nothing to hand back
             pass
 
 
@@ -200,7 +201,7 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
     if ack.status is None:
         raise TaskNotFound(task_id)
     if ack.lease_lost:
-        raise LeaseLost(task_id)
+        raise StaleLease(task_id)
     return LeaseState(id=task_id, status=ack.status)
 
 
@@ -375,7 +376,7 @@ def requeue_failed(engine: Engine, order_id: int, task_id: int | None = None) ->
 
 # --- Reaping -------------------------------------------------------------------------------------
 def extend_running_leases(engine: Engine, lease_seconds: float) -> int:
-    """Give every running task one more lease period (see Reaper: after a gap, workers get time to beat)."""
+    """Give every running task one more lease period (see Reaper: after a gap, workers get time to heartbeat)."""
     expires = utcnow() + timedelta(seconds=lease_seconds)
     with transaction(engine) as session:
         return session.execute(SQL.extend_running_leases, dict(expires=expires)).rowcount

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from salad.contracts.orders import Dashboard, FinishedOrder, FruitView, OpenOrder, WorkerView
 from salad.core.db import snapshot, utcnow
-from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
+from salad.core.models import Order, OrderStatus, RegisteredWorker, Task, TaskStatus
 from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states
 from salad.shared.sql import SQL
 
@@ -66,7 +66,8 @@ def live_workers(session) -> list[WorkerView]:
     busy = dict(session.execute(
         select(Task.worker, func.count()).where(Task.status == TaskStatus.RUNNING).group_by(Task.worker)
     ).all())
-    rows = session.scalars(select(Worker).where(Worker.last_seen >= since).order_by(Worker.name))
+    rows = session.scalars(select(RegisteredWorker).where(RegisteredWorker.last_seen >= since)
+                           .order_by(RegisteredWorker.name))
     return [WorkerView(name=w.name, slots=w.slots, busy=busy.get(w.name, 0)) for w in rows]
 
 

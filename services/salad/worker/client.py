@@ -50,16 +50,22 @@ class MasterClient:
         exchanged = ExchangeResponse.model_validate_json(answer.content)
         return exchanged.results, exchanged.tasks
 
-    async def beat(self, slots: int, prefetch: int, busy: int) -> None:
+    async def check_in(self, slots: int, prefetch: int, busy: int) -> None:
+        """Tell Master's registry this worker is alive, with its capacity and load."""
         answer = await self._send("PUT", f"/v1/workers/{self.worker}",
                                   {"slots": slots, "prefetch": prefetch, "busy": busy})
-        answer.raise_for_status("beat")
+        answer.raise_for_status("check-in")
 
     async def leave(self) -> None:
         await self._send("DELETE", f"/v1/workers/{self.worker}")
 
-    async def heartbeat(self, task: LeasedTask) -> None:
+    async def heartbeat_lease(self, task: LeasedTask) -> None:
+        """Extend the lease of a task this worker prepares; LeaseLost when Master gave it to another."""
         await self._lease_call(task, "heartbeat", retry=False)
+
+    # The names runner.py still calls (being refactored elsewhere): drop them once it calls the ones above.
+    beat = check_in
+    heartbeat = heartbeat_lease
 
     async def release(self, task: LeasedTask) -> None:
         await self._lease_call(task, "release", retry=True)
