@@ -2,6 +2,7 @@
 service's package, and the core and the contracts import no service at all (read with ast, not by running)."""
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -66,3 +67,21 @@ def test_the_check_sees_a_cross_service_import(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
     found = [problem.split(" imports ")[1] for problem in foreign_imports("shared", {"shared", *COMMON})]
     assert found == ["salad.master.tasks", "salad.master.tasks.claim", "salad.master", "salad.master.api"]
+
+
+MASTER_TABLES = {"tasks": "Task", "salads": "Salad", "outbox": "Outbox", "task_failures": "TaskFailure",
+                 "workers": "RegisteredWorker"}
+
+
+def test_shared_reads_no_table_of_masters():
+    """Neither Shared's SQL nor its code names a table of Master's: what it shows of them comes from Master's
+    API (docs/architecture.md, "Service boundary")."""
+    sql = (PACKAGE / "shared" / "queries.sql").read_text()
+    code = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    named = {table for table in MASTER_TABLES
+             if any(re.search(rf"\b(FROM|JOIN|UPDATE|INTO)\s+{table}\b", line, re.IGNORECASE) for line in code)}
+    assert named == set(), f"shared/queries.sql reads Master's tables {named}"
+    models = [module for path in (PACKAGE / "shared").rglob("*.py") for _, module in imported_modules(path)
+              if module.removeprefix("salad.core.models.") in MASTER_TABLES.values()
+              and module.startswith("salad.core.models.")]
+    assert models == [], f"Shared imports Master's table models: {models}"

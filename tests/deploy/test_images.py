@@ -294,7 +294,8 @@ def stack(docker, images, database, ports, chart_pods):
     try:
         stack.migrate()
         shared_url, master_url = f"http://127.0.0.1:{ports['shared']}", f"http://127.0.0.1:{ports['master']}"
-        stack.run("shared", "shared", {"SALAD_DATABASE_URL": database, "SALAD_PORT": ports["shared"]})
+        stack.run("shared", "shared", {"SALAD_DATABASE_URL": database, "SALAD_PORT": ports["shared"],
+                                       "SALAD_MASTER_URL": master_url})
         stack.run("master", "master", {"SALAD_DATABASE_URL": database, "SALAD_PORT": ports["master"],
                                        "SALAD_SHARED_URL": shared_url, **MASTER_ENV})
         for key in ("worker-a", "worker-b"):

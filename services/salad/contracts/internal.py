@@ -1,12 +1,13 @@
 """Shared and Master calling each other: Master takes orders from Shared (intake), confirms them, and reports
-their changes of state."""
+their changes of state and fruit counts; Shared reads from Master what it shows of tasks and workers."""
 
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from salad.contracts import StrictModel
+from salad.contracts.orders import FruitCounts, FruitState, WorkerView
 from salad.core.fields import DbId, Moment, Text
 
 
@@ -48,5 +49,35 @@ class OrderReport(StrictModel):
     failure_reason: Text | None = None
 
 
+class OrderProgress(StrictModel):
+    """An order's fruits per state at Master, as counted at `counted_at`: Shared keeps the latest counted."""
+
+    order_id: DbId
+    counts: FruitCounts
+    counted_at: Moment
+
+
 class OrderReports(StrictModel):
-    reports: list[OrderReport] = Field(min_length=1, max_length=100)
+    reports: list[OrderReport] = Field(default_factory=list, max_length=100)
+    progress: list[OrderProgress] = Field(default_factory=list, max_length=100,
+                                          description="Fruit counts of orders whose counts changed.")
+
+    @model_validator(mode="after")
+    def not_empty(self) -> "OrderReports":
+        if not self.reports and not self.progress:
+            raise ValueError("reports and progress are both empty")
+        return self
+
+
+# --- Master's reads for Shared (GET /v1/progress), called by Shared ---------------------------------
+class OrderFruits(BaseModel):
+    order_id: int
+    fruits: list[FruitState] = Field(description="Each fruit of the order, by position; none before Master "
+                                                 "split the order, or after its tasks were pruned.")
+
+
+class Progress(BaseModel):
+    """What Master is doing for some orders, read in one snapshot: their fruits, and the live workers."""
+
+    orders: list[OrderFruits]
+    workers: list[WorkerView] | None = Field(None, description="The live workers (when asked for).")

@@ -43,10 +43,10 @@ class OrderCreate(StrictModel):
 
 
 class FruitCounts(BaseModel):
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
+    queued: int = Field(0, ge=0)
+    running: int = Field(0, ge=0)
+    done: int = Field(0, ge=0)
+    failed: int = Field(0, ge=0)
 
 
 class FruitState(BaseModel):
@@ -69,6 +69,8 @@ class OrderPublic(BaseModel):
     preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
     failure_reason: str | None = None
     tasks: list[FruitState] | None = Field(None, description="Each fruit's state (single-order reads only).")
+    tasks_unavailable: bool = Field(False, description="Master could not be reached: `tasks` is missing and "
+                                                       "`counts` are as of Master's last report.")
 
 
 class OrderPage(BaseModel):
@@ -80,7 +82,7 @@ class OrderPage(BaseModel):
 class FruitView(BaseModel):
     position: int
     fruit: str
-    state: str = Field(description="queued, running, done or failed.")
+    state: str = Field(description="queued, running, done or failed; unknown while Master is unreachable.")
     worker: str | None = Field(None, description="The worker preparing (or that prepared) this fruit.")
 
 
@@ -112,6 +114,9 @@ class Dashboard(BaseModel):
     open_orders: list[OpenOrder]
     open_total: int
     workers: list[WorkerView]
+    master_unavailable: bool = Field(False, description="Master could not be reached: the fruits' states are "
+                                                        "`unknown`, the counts as of its last report, and "
+                                                        "no worker is listed.")
     completed: int = Field(description="Salads completed, all time.")
     failed: int
     recent: list[FinishedOrder]

@@ -5,13 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
-from salad.core.auth import Role, require
-from salad.core.fields import MAX_ID, IdPath
-from salad.core.models import TaskStatus
-from salad.core.settings import master_settings
-from salad.core.web import as_json, errors
-from salad.master import registry, task_views, tasks
+from salad.contracts.internal import Progress
 from salad.contracts.operators import Requeued, Stats, TaskPublic, WorkerPublic
 from salad.contracts.work import (
     ClaimRequest,
@@ -27,11 +23,19 @@ from salad.contracts.work import (
     WorkerCheckIn,
     WorkerName,
 )
+from salad.core.auth import Role, require
+from salad.core.fields import MAX_ID, IdPath
+from salad.core.models import TaskStatus
+from salad.core.settings import master_settings
+from salad.core.web import as_json, errors
+from salad.master import registry, task_views, tasks
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))
 LEASE_ERRORS = errors(404, 409)
 WORKER = [require(Role.WORKER)]
 CLIENT = [require(Role.CLIENT)]
+SHARED = [require(Role.CLIENT, Role.MASTER)]  # Shared presents the master token, as it is called with
+MAX_PROGRESS_ORDERS = 100
 
 TaskId = IdPath
 
@@ -135,6 +139,20 @@ def list_workers(request: Request, live: bool = False):
 def stats(request: Request):
     """Queue depth, running tasks and live workers (what autoscalers such as KEDA read). Open, like /metrics."""
     return registry.stats(request.app.state.engine, master_settings().worker_ttl_seconds)
+
+
+@router.get("/progress", response_model=Progress, tags=["shared"], dependencies=SHARED)
+def read_progress(
+    request: Request,
+    order_id: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+                        Query(max_length=MAX_PROGRESS_ORDERS, description="Orders to read.")] = [],
+    workers: Annotated[bool, Query(description="Also the live workers, with the fruits each prepares.")] = False,
+):
+    """Each fruit of these orders (state, worker, attempts) and, with `workers`, the live workers, read in one
+    snapshot: what Shared shows of tasks and workers, which it cannot read itself."""
+    found = task_views.progress(request.app.state.engine, list(dict.fromkeys(order_id)), workers,
+                                master_settings().worker_ttl_seconds)
+    return as_json(found)
 
 
 @router.get("/tasks", response_model=list[TaskPublic], tags=["operators"], dependencies=CLIENT)

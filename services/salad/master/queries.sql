@@ -119,9 +119,10 @@ locked AS (
 ),
 counted AS (
     -- The countdown; a completing order also gets its status, finish time, preparation time (seconds since
-    -- the order was placed at Shared) and a new version, the one its report to Shared carries.
+    -- the order was placed at Shared) and a new version, the one its report to Shared carries. Its counts
+    -- changed: flagged for the relay's next progress report (an index entry only when the flag was unset).
     UPDATE salads
-    SET remaining = locked.remaining,
+    SET remaining = locked.remaining, progress_due = true,
         status = CASE WHEN locked.completes THEN 'completed' ELSE salads.status END,
         finished_at = CASE WHEN locked.completes THEN :now ELSE salads.finished_at END,
         preparation_time = CASE WHEN locked.completes
@@ -176,10 +177,10 @@ ORDER BY tasks.id
 FOR UPDATE;
 
 -- name: count_down
--- Count :done fruits off order :order; the caller completes the order when none remain. It counts a failed
--- order's late results too: a requeue resumes it, still counting right.
+-- Count :done fruits off order :order, flagged for a progress report; the caller completes the order when
+-- none remain. It counts a failed order's late results too: a requeue resumes it, still counting right.
 UPDATE salads
-SET remaining = salads.remaining - :done
+SET remaining = salads.remaining - :done, progress_due = true
 WHERE salads.order_id = :order
 RETURNING salads.remaining, salads.ordered_at, salads.status;
 
@@ -294,6 +295,61 @@ WHERE outbox.delivered_at IS NULL AND outbox.next_attempt_at <= :now
 ORDER BY outbox.id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED;
+
+
+-- name: claim_progress
+-- Up to :limit orders whose fruit counts changed since last reported, their flag cleared: the relay reports
+-- their counts now. A statement of its own, committed before the counts are read (fruit_counts) and sent:
+-- a result recorded meanwhile flags its order again, so no change goes unreported, and no countdown row
+-- stays locked while Shared is called. SKIP LOCKED passes over orders an exchange is counting down.
+UPDATE salads
+SET progress_due = false
+WHERE salads.order_id IN (
+    SELECT salads.order_id FROM salads
+    WHERE salads.progress_due
+    ORDER BY salads.order_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING salads.order_id;
+
+-- name: progress_due_again
+-- Orders whose progress report did not reach Shared: flagged again, for the relay's next pass.
+UPDATE salads SET progress_due = true WHERE salads.order_id = ANY(CAST(:ids AS integer[]));
+
+-- name: fruit_counts
+-- The fruits of orders :ids per state, as Shared shows them (queued, running, done, failed), with the
+-- moment they were counted: Shared keeps a report's counts only if counted later than those it holds.
+SELECT tasks.order_id,
+       count(*) FILTER (WHERE tasks.status = 'queued') AS queued,
+       count(*) FILTER (WHERE tasks.status = 'running') AS running,
+       count(*) FILTER (WHERE tasks.status = 'succeeded') AS done,
+       count(*) FILTER (WHERE tasks.status = 'failed') AS failed,
+       statement_timestamp() AS counted_at
+FROM tasks
+WHERE tasks.order_id = ANY(CAST(:ids AS integer[]))
+GROUP BY tasks.order_id;
+
+
+-- Reads for Shared (GET /v1/progress) ------------------------------------------------------------------
+
+-- name: order_fruits
+-- Every fruit of orders :ids, in their orders' order: its state, the worker preparing (or that prepared)
+-- it, and its attempts. Read by uq_tasks_order_position, which leads with the order.
+SELECT tasks.order_id, tasks.position, tasks.fruit, tasks.status, tasks.worker, tasks.attempts
+FROM tasks
+WHERE tasks.order_id = ANY(CAST(:ids AS integer[]))
+ORDER BY tasks.order_id, tasks.position;
+
+-- name: worker_loads
+-- The live workers (seen since :since) by name, with the fruits each is preparing now, counted from the
+-- running tasks (read in the same snapshot as the fruits, so the two agree).
+SELECT workers.name, workers.slots, coalesce(running.fruits, 0) AS busy
+FROM workers
+LEFT JOIN (SELECT tasks.worker, count(*) AS fruits FROM tasks WHERE tasks.status = 'running'
+           GROUP BY tasks.worker) AS running ON running.worker = workers.name
+WHERE workers.last_seen >= :since
+ORDER BY workers.name;
 
 
 -- Retention ---------------------------------------------------------------------------------------------

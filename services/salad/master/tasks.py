@@ -318,9 +318,11 @@ def count_down(session: Session, done: Counter) -> None:
 
 
 def change_state(session: Session, order_id: int, now: datetime, **values) -> None:
-    """Change the salad's state and queue the report of it to Shared, under a new version."""
+    """Change the salad's state and queue the report of it to Shared, under a new version; its fruit counts
+    are reported too (progress_due)."""
     version = session.execute(
-        update(Salad).where(Salad.order_id == order_id).values(version=Salad.version + 1, **values)
+        update(Salad).where(Salad.order_id == order_id)
+        .values(version=Salad.version + 1, progress_due=True, **values)
         .returning(Salad.version)
     ).scalar_one()
     session.add(Outbox(order_id=order_id, version=version, status=values["status"],

@@ -32,6 +32,10 @@ def engine_of(request: Request):
     return request.app.state.engine
 
 
+def master_of(request: Request):
+    return request.app.state.master
+
+
 def not_found(order_id: int) -> HTTPException:
     return HTTPException(status_code=404, detail=f"order {order_id} not found")
 
@@ -47,14 +51,15 @@ def create_order(body: OrderCreate, request: Request, idempotency_key: Idempoten
     location = {"Location": f"/v1/orders/{order.id}"}
     if created:  # as stored: a Master may take it any moment now
         return as_json(orders.as_placed(order), status_code=201, headers=location)
-    return as_json(orders.get_order(engine_of(request), order.id), status_code=201,
+    return as_json(orders.get_order(engine_of(request), order.id, master_of(request)), status_code=201,
                    headers={**location, "Idempotent-Replayed": "true"})
 
 
 @public.get("/{order_id}", response_model=OrderPublic, responses=errors(404))
 def read_order(order_id: IdPath, request: Request):
-    """An order's status, fruit counts by state, each fruit's state, and its completion time."""
-    order = orders.get_order(engine_of(request), order_id)
+    """An order's status, fruit counts by state, each fruit's state, and its completion time. When Master
+    cannot be reached, the order as Shared knows it, `tasks_unavailable` set."""
+    order = orders.get_order(engine_of(request), order_id, master_of(request))
     if order is None:
         raise not_found(order_id)
     return order
@@ -91,9 +96,10 @@ def accept_orders(body: OrderIds, request: Request):
 
 @internal.post("/orders/reports", response_model=list[OrderState])
 def report_orders(body: OrderReports, request: Request):
-    """Master reports changes of orders' states (completed, failed, resumed). Idempotent, in version order;
-    the answer lists the orders Shared knows (the others are reported again later)."""
-    return states(orders.apply_reports(engine_of(request), body.reports))
+    """Master reports changes of orders' states (completed, failed, resumed), and orders' fruit counts.
+    Idempotent, in version order; the answer lists the orders of `reports` Shared knows (the others are
+    reported again later)."""
+    return states(orders.apply_reports(engine_of(request), body.reports, body.progress))
 
 
 def states(statuses: dict[int, str]) -> list[OrderState]:

@@ -4,21 +4,21 @@ and statements built per call cost Shared more CPU than PostgreSQL spends runnin
 
 import hashlib
 import json
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from salad.contracts.internal import IntakeOrder, OrderReport
+from salad.contracts.internal import IntakeOrder, OrderProgress, OrderReport
 from salad.contracts.orders import FruitCounts, FruitState, OrderPublic
-from salad.core.db import autocommit, snapshot, transaction, utcnow
+from salad.core.db import autocommit, transaction, utcnow
 from salad.core.fields import MAX_ID
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
-from salad.core.models import Order, OrderStatus, Task, TaskStatus
+from salad.core.models import OrderStatus, TaskStatus
+from salad.shared.master_reads import MasterReads
 from salad.shared.sql import SQL
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
@@ -63,80 +63,65 @@ def create_order(
     return order, False
 
 
-def task_counts(session, order_ids: list[int]) -> dict[int, FruitCounts]:
-    """Fruits per state for each order (read from Master's tasks table, never written here)."""
-    counts: dict[int, FruitCounts] = defaultdict(FruitCounts)
-    if not order_ids:
-        return counts
-    rows = session.execute(
-        select(Task.order_id, Task.status, func.count())
-        .where(Task.order_id.in_(order_ids)).group_by(Task.order_id, Task.status)
-    )
-    for order_id, status, n in rows:
-        setattr(counts[order_id], COUNT_OF_TASK_STATUS[status], n)
-    return counts
-
-
 def count_states(states: Iterable[str]) -> FruitCounts:
     """Fruits per state, from each fruit's state as counted: queued, running, done or failed."""
     return FruitCounts(**Counter(states))
 
 
-def counts_without_tasks(order: Order) -> FruitCounts:
-    """An order with no task rows: not split by a Master yet, or finished and its tasks pruned (retention)."""
+def reported_counts(order: Row) -> FruitCounts:
+    """The order's fruits per state as Shared knows them without asking Master: all done once completed, else
+    Master's latest progress report, else what the status tells (none taken yet: every fruit waits)."""
     if order.status == OrderStatus.COMPLETED:
         return FruitCounts(done=len(order.fruits))
+    if order.counts is not None:
+        return FruitCounts(**order.counts)
     if order.status == OrderStatus.FAILED:
-        return FruitCounts()  # which fruits failed is no longer known
+        return FruitCounts()  # no report came: which fruits failed is not known here
     return FruitCounts(queued=len(order.fruits))
 
 
-def to_public(order: Order | Row, counts: FruitCounts | None,
-              fruits: list[FruitState] | None = None) -> OrderPublic:
-    if counts is None or sum(counts.model_dump().values()) == 0:
-        counts = counts_without_tasks(order)
+def to_public(order: Row, counts: FruitCounts | None = None, fruits: list[FruitState] | None = None,
+              unavailable: bool = False) -> OrderPublic:
+    """The order as answered: `counts` from its fruits when Master told them, else as reported."""
     return OrderPublic(
-        id=order.id, status=order.status, fruits=order.fruits, priority=order.priority, counts=counts,
-        created_at=order.created_at, accepted_at=order.accepted_at, completed_at=order.completed_at,
-        preparation_time=order.preparation_time, failure_reason=order.failure_reason, tasks=fruits,
+        id=order.id, status=order.status, fruits=order.fruits, priority=order.priority,
+        counts=reported_counts(order) if counts is None else counts, created_at=order.created_at,
+        accepted_at=order.accepted_at, completed_at=order.completed_at, preparation_time=order.preparation_time,
+        failure_reason=order.failure_reason, tasks=fruits, tasks_unavailable=unavailable,
     )
 
 
 def as_placed(order: Row) -> OrderPublic:
     """An order before any Master took it: every fruit waits. (Its fruits are validated in one call to
-    pydantic-core: a model per fruit cost 1.7x as much.)"""
+    pydantic-core, not a model per fruit.)"""
     fruits = FRUIT_STATES.validate_python(
         [{"position": i, "fruit": f, "status": TaskStatus.QUEUED} for i, f in enumerate(order.fruits)])
-    return to_public(order, None, fruits)
+    return to_public(order, FruitCounts(queued=len(order.fruits)), fruits)
 
 
-def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderPublic | None:
-    """The order with its counts and, `with_fruits`, each fruit's state (read as plain rows: an order may
-    hold many fruits)."""
-    with snapshot(engine) as session:
-        order = session.execute(SQL.order, dict(order_id=order_id)).one_or_none()
-        if order is None:
-            return None
-        if not with_fruits:
-            return to_public(order, task_counts(session, [order_id]).get(order_id))
-        rows = session.execute(
-            select(Task.position, Task.fruit, Task.status, Task.worker, Task.attempts)
-            .where(Task.order_id == order_id).order_by(Task.position)
-        ).all()
-    if not rows:  # not split by a Master yet, or pruned after it finished
-        return to_public(order, None) if order.status in FINAL else as_placed(order)
-    fruits = [FruitState(position=r.position, fruit=r.fruit, status=r.status, worker=r.worker,
-                         attempts=r.attempts) for r in rows]
+def get_order(engine: Engine, order_id: int, master: MasterReads | None) -> OrderPublic | None:
+    """The order with its counts and each fruit's state, read from Master; without Master (None, or
+    unreachable), the order as Shared stores it, its fruits marked unavailable."""
+    with autocommit(engine) as connection:
+        order = connection.execute(SQL.order, dict(order_id=order_id)).one_or_none()
+    if order is None:
+        return None
+    found = master.progress([order_id]) if master is not None else None
+    if found is None:
+        return to_public(order, unavailable=True)
+    fruits = found.orders[0].fruits
+    if not fruits:  # not split by a Master yet, or its tasks pruned after it finished
+        return to_public(order) if order.status in FINAL else as_placed(order)
     return to_public(order, count_states(COUNT_OF_TASK_STATUS[f.status] for f in fruits), fruits)
 
 
 def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
-    """Newest first; `before` is the id after which the page starts (keyset pagination)."""
+    """Newest first; `before` is the id after which the page starts (keyset pagination). Their counts are
+    Master's latest reports: a page costs no call to Master."""
     page = dict(limit=limit, before=before or FIRST_PAGE, status=status)
-    with snapshot(engine) as session:
-        orders = session.execute(SQL.orders_page_in_status if status else SQL.orders_page, page).all()
-        counts = task_counts(session, [o.id for o in orders])
-        return [to_public(o, counts.get(o.id)) for o in orders]
+    with autocommit(engine) as connection:
+        orders = connection.execute(SQL.orders_page_in_status if status else SQL.orders_page, page).all()
+    return [to_public(order) for order in orders]
 
 
 def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
@@ -159,10 +144,12 @@ def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
         return dict(connection.execute(SQL.accept, dict(ids=order_ids, now=utcnow())).all())
 
 
-def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
-    """Apply Master's reports of state changes, each once and only if newer than the last one applied.
+def apply_reports(engine: Engine, reports: list[OrderReport],
+                  progress: Sequence[OrderProgress] = ()) -> dict[int, str]:
+    """Apply Master's reports of state changes, each once and only if newer than the last one applied, then
+    its progress reports (fruit counts), each only if counted later than the counts the order holds.
 
-    Returns the status of each known order after them."""
+    Returns the status of each known order of `reports` after them."""
     statuses: dict[int, str] = {}
     finished: list[OrderReport] = []
     with transaction(engine) as session:
@@ -175,6 +162,10 @@ def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
                 statuses[report.order_id] = status
             if changed and report.status in FINAL:
                 finished.append(report)
+    if progress:  # a statement of its own: it locks its orders in id order, as the reports above do theirs
+        batch = json.dumps([p.model_dump(mode="json") for p in progress])
+        with autocommit(engine) as connection:
+            connection.execute(SQL.apply_progress, dict(progress=batch))
     for report in finished:
         ORDERS_FINISHED.labels(report.status).inc()
         if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:

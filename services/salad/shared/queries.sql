@@ -122,6 +122,26 @@ SET status = :status, completed_at = :finished_at, master_version = :version,
 WHERE orders.id = :order_id AND orders.master_version < :version
 RETURNING orders.status;
 
+-- name: apply_progress
+-- Master's progress reports: each order's fruits per state, kept only if counted later (counted_at) than the
+-- counts the order holds (two Masters' reports may cross). :progress is a JSON list of
+-- {order_id, counts, counted_at}.
+WITH reported AS (
+    SELECT * FROM json_to_recordset(CAST(:progress AS json))
+                  AS r(order_id integer, counts json, counted_at timestamptz)
+),
+locked AS (
+    -- The orders locked in id order, as apply_report takes them, so that crossing reports cannot deadlock.
+    SELECT orders.id FROM orders
+    WHERE orders.id IN (SELECT reported.order_id FROM reported)
+    ORDER BY orders.id
+    FOR UPDATE
+)
+UPDATE orders
+SET counts = reported.counts, counts_at = reported.counted_at
+FROM reported JOIN locked ON locked.id = reported.order_id
+WHERE orders.id = reported.order_id AND (orders.counts_at IS NULL OR orders.counts_at < reported.counted_at);
+
 -- name: order_status
 -- An order's status (to answer a report that changed nothing).
 SELECT orders.status FROM orders WHERE orders.id = :order_id;
