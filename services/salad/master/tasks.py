@@ -162,11 +162,11 @@ def heartbeat_lease(engine: Engine, task_id: int, lease_id: str, lease_seconds: 
         changed = session.execute(SQL.heartbeat_lease,
                                   dict(task_id=task_id, lease_id=lease_id, expires=expires)).rowcount
         if not changed:
-            raise_lost_or_missing(session, task_id)
+            raise_stale_or_missing(session, task_id)
     return LeaseState(id=task_id, status=TaskStatus.RUNNING, lease_expires_at=expires)
 
 
-def raise_lost_or_missing(session: Session, task_id: int) -> None:
+def raise_stale_or_missing(session: Session, task_id: int) -> None:
     if session.get(Task, task_id) is None:
         raise TaskNotFound(task_id)
     raise StaleLease(task_id)
@@ -177,7 +177,7 @@ def release(engine: Engine, task_id: int, lease_id: str) -> LeaseState:
     with transaction(engine) as session:
         changed = session.execute(SQL.release, dict(task_id=task_id, lease_id=lease_id, now=utcnow())).rowcount
         if not changed:
-            raise_lost_or_missing(session, task_id)
+            raise_stale_or_missing(session, task_id)
         notify_queued(session)
     task_metrics.retried("released")
     return LeaseState(id=task_id, status=TaskStatus.QUEUED)
