@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from salad.contracts.work import Report
 from salad.core import http
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
-from salad.master.schemas import Report
 
 from bench.infra import Infra, cpu_seconds, salad_stack, service_pids
 

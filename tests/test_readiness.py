@@ -2,6 +2,7 @@
 /readyz 503 (and every request 503 with Retry-After, never 500) until `salad migrate` runs; migrators started
 together take turns; `salad migrate --wait` waits for a database that is still starting."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +16,13 @@ from sqlalchemy import text
 
 from tests.helpers import order, wait_final, wait_until
 from tests.postgres import create_database
+
+
+def migrate_env(url: str) -> dict[str, str]:
+    """A bare environment for `salad migrate`, but PYTHONPATH kept: it migrates with the code under test (and
+    its migrations), not with another installed copy of salad."""
+    return {"PATH": "/usr/bin:/bin", "SALAD_DATABASE_URL": url,
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
 
 
 def answers(url: str) -> bool:
@@ -64,8 +72,8 @@ def test_services_are_ready_only_once_the_schema_is_migrated(postgres_admin_url,
         assert placed.status_code == 503 and placed.headers["Retry-After"], placed.text
         assert "not migrated" in placed.json()["message"]
 
-        migrated = subprocess.run([sys.executable, "-m", "salad", "migrate"], env={
-            "PATH": "/usr/bin:/bin", "SALAD_DATABASE_URL": url}, capture_output=True, text=True)
+        migrated = subprocess.run([sys.executable, "-m", "salad", "migrate"], env=migrate_env(url),
+                                  capture_output=True, text=True)
         assert migrated.returncode == 0, migrated.stderr
         stack.wait_ready([shared, master], timeout=30)
 
@@ -129,7 +137,7 @@ def test_migrate_waits_for_a_database_that_is_still_starting(restartable_postgre
     try:
         started = time.monotonic()
         migrating = subprocess.Popen([sys.executable, "-m", "salad", "migrate", "--wait", "60"],
-                                     env={"PATH": "/usr/bin:/bin", "SALAD_DATABASE_URL": url},
+                                     env=migrate_env(url),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(3)
         assert migrating.poll() is None, migrating.communicate()[0]
@@ -145,6 +153,6 @@ def test_migrate_gives_up_after_its_wait(postgres_admin_url):
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing_here"
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "salad", "migrate", "--wait", "2"],
-                            env={"PATH": "/usr/bin:/bin", "SALAD_DATABASE_URL": url}, capture_output=True, text=True)
+                            env=migrate_env(url), capture_output=True, text=True)
     assert result.returncode != 0
     assert time.monotonic() - started >= 2

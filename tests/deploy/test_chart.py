@@ -349,6 +349,14 @@ def test_network_policies_cover_every_pod(chart_sets):
     assert set(postgres_from["matchExpressions"][0]["values"]) == {"shared", "master"}
     master_peers = by_name[MASTER]["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in master_peers
+    # Shared reads from Master what it shows of tasks and workers: Master admits it, and Shared may reach it.
+    shared_pod = mset.get("Deployment", SHARED)["spec"]["template"]["metadata"]["labels"]
+    master_pod = mset.get("Deployment", MASTER)["spec"]["template"]["metadata"]["labels"]
+    assert any(peer.get("podSelector", {}).get("matchLabels", {"-": "-"}).items() <= shared_pod.items()
+               for peer in master_peers), "Master's ingress must admit Shared"
+    assert any(peer.get("podSelector", {}).get("matchLabels", {"-": "-"}).items() <= master_pod.items()
+               for rule in by_name[SHARED]["spec"]["egress"] for peer in rule.get("to", [])), \
+        "Shared's egress must reach Master"
     shared_peers = by_name[SHARED]["spec"]["ingress"][0]["from"]
     ingress_nginx = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     assert ingress_nginx in shared_peers
@@ -459,6 +467,7 @@ def test_secret_checksums_hash_the_values_in_the_rendered_secret():
     ({"shared.config.maxFruits": 50}, {"shared"}),
     ({"master.config.leaseSeconds": 40}, {"master"}),
     ({"shared.service.port": 8080}, {"master"}),  # Master's SALAD_SHARED_URL
+    ({"master.service.port": 8080}, {"shared", "worker"}),  # their SALAD_MASTER_URL
     ({"logLevel": "DEBUG"}, {"shared", "master", "worker"}),
 ])
 def test_a_setting_rolls_exactly_the_pods_that_read_it(change, readers):

@@ -188,7 +188,8 @@ def stack(docker, private_network, images, postgres_image, ports, chart_pods):
         stack.migrate()
         shared_url, master_url = f"http://shared:{ports['shared']}", f"http://master:{ports['master']}"
         database = {"SALAD_DATABASE_URL": stack.database_url}
-        stack.run("shared", "shared", {**database, "SALAD_PORT": ports["shared"]})
+        stack.run("shared", "shared", {**database, "SALAD_PORT": ports["shared"],
+                                       "SALAD_MASTER_URL": master_url})
         stack.run("master", "master", {**database, "SALAD_PORT": ports["master"],
                                        "SALAD_SHARED_URL": shared_url, **MASTER_ENV})
         for key in ("worker-a", "worker-b"):

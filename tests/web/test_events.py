@@ -69,7 +69,7 @@ def test_a_snapshot_comes_at_once_then_one_per_change_until_the_salad_is_done(st
 def test_reconnecting_with_the_last_event_id_repeats_nothing_and_replicas_agree(stack, api):
     with open_stream(api) as response:
         first = next(parse_events(response.iter_lines()))
-    second_shared = stack.spawn("shared-2", "shared", free_port(), {})
+    second_shared = stack.spawn("shared-2", "shared", free_port(), stack.find("shared").extra_env)  # same Master
     try:
         stack.wait_ready([second_shared])
         with client_of(stack, second_shared.url) as other:

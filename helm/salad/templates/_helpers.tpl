@@ -136,7 +136,8 @@ data:
   {{- if eq $component "master" }}
   SALAD_SHARED_URL: {{ include "salad.sharedUrl" $ | quote }}
   {{- end }}
-  {{- if eq $component "worker" }}
+  {{- if ne $component "master" }}
+  {{- /* Workers lease tasks from Master; Shared reads from it what it shows of tasks and workers. */}}
   SALAD_MASTER_URL: {{ include "salad.masterUrl" $ | quote }}
   {{- end }}
   {{- range $key, $value := $values.config }}
@@ -452,8 +453,8 @@ Usage: include "salad.migrateInitContainer" (dict "ctx" $ "image" $values.image)
 
 {{/*
 The callers whose bearer tokens a component's container gets, space-separated: Shared accepts clients and
-Master; Master accepts clients and workers and presents its own token to Shared; workers present theirs;
-the helm test is a client.
+Master, and presents the master token to Master's read API; Master accepts clients, workers and Shared (the
+master token) and presents its own token to Shared; workers present theirs; the helm test is a client.
 Usage: splitList " " (include "salad.tokenRoles" "shared")
 */}}
 {{- define "salad.tokenRoles" -}}

@@ -116,7 +116,7 @@ class LocalStack:
         shared_port = self.shared_port or free_port()
         master_port = self.master_port or free_port()
         shared_url = f"http://127.0.0.1:{shared_port}"
-        self.spawn("shared", "shared", shared_port, {})
+        self.spawn("shared", "shared", shared_port, {"SALAD_MASTER_URL": f"http://127.0.0.1:{master_port}"})
         self.spawn("master", "master", master_port, {"SALAD_SHARED_URL": shared_url})
         self.wait_ready(self.services)
         for _ in range(self.workers):

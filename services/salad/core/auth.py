@@ -56,7 +56,8 @@ bearer = HTTPBearer(auto_error=False, description="A token of the caller's kind 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def check(request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role) -> None:
+def check(request: Request, credentials: HTTPAuthorizationCredentials | None, *roles: Role) -> None:
+    """Admit a caller holding a token of one of `roles`."""
     tokens: Tokens = request.app.state.tokens
     if not tokens.enabled:
         return
@@ -65,12 +66,13 @@ def check(request: Request, credentials: HTTPAuthorizationCredentials | None, ro
     presented = tokens.role_of(credentials.credentials)
     if presented is None:
         raise HTTPException(401, detail="invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-    if presented != role:
-        raise HTTPException(403, detail=f"a {presented} token may not call this route; it needs a {role} token")
+    if presented not in roles:
+        needed = " or ".join(roles)
+        raise HTTPException(403, detail=f"a {presented} token may not call this route; it needs a {needed} token")
 
 
-def require(role: Role, open_flag: str | None = None):
-    """A dependency that admits only callers holding a `role` token.
+def require(*roles: Role, open_flag: str | None = None):
+    """A dependency that admits only callers holding a token of one of `roles`.
 
     `open_flag` names a boolean in app.state.settings that, when true, admits everyone (seed routes).
     It is async though it awaits nothing: FastAPI runs a plain function in its thread pool, a thread hop
@@ -80,6 +82,6 @@ def require(role: Role, open_flag: str | None = None):
     async def dependency(request: Request, credentials: Credentials) -> None:
         if open_flag and getattr(request.app.state.settings, open_flag):
             return
-        check(request, credentials, role)
+        check(request, credentials, *roles)
 
     return Depends(dependency)

@@ -6,10 +6,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.sql import Subquery
 from sqlmodel import Session, create_engine
 
 PING_AFTER_IDLE = 0.5  # seconds a pooled connection may sit unused and still be taken without a ping
@@ -88,18 +87,6 @@ def again_if_disconnected(work: Callable[[], T]) -> T:
         if not exc.connection_invalidated:
             raise
         return work()
-
-
-# as json_to_recordset names them (DateTime as an ISO 8601 string)
-JSON_ROW_TYPES = {BigInteger: "bigint", Integer: "integer", String: "text", DateTime: "timestamptz"}
-
-
-def json_rows(columns: dict[str, type], param: str = "batch") -> Subquery:
-    """A batch of rows bound as one JSON parameter (a list of objects), read as a table by the statement:
-    one value to send for the whole batch, instead of the statement run once per row."""
-    spec = ", ".join(f"{name} {JSON_ROW_TYPES[kind]}" for name, kind in columns.items())
-    sql = f"SELECT * FROM json_to_recordset(CAST(:{param} AS json)) AS r({spec})"
-    return text(sql).columns(**columns).subquery("r")
 
 
 def notify(session: Session, channel: str) -> None:

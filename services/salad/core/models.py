@@ -1,7 +1,7 @@
-"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox` and `workers`.
+"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox`, `task_failures` and `workers`.
 
-Both services use one database and one migration history, but neither writes the other's tables:
-they talk over REST, as in the seed.
+Both services use one database and one migration history, but neither reads nor writes the other's tables:
+they talk over REST, as in the seed (docs/architecture.md, "Service boundary").
 """
 
 from datetime import datetime
@@ -48,6 +48,10 @@ class Order(SQLModel, table=True):
     preparation_time: float | None = None  # seconds from created_at to the last fruit done
     failure_reason: str | None = None
     master_version: int = 0  # the last state report applied from Master (later ones win)
+    # Fruits per state (queued, running, done, failed) as of Master's latest progress report, counted then:
+    # what lists show without asking Master. None until Master reports.
+    counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    counts_at: datetime | None = None
 
 
 class Task(SQLModel, table=True):
@@ -96,6 +100,8 @@ class Salad(SQLModel, table=True):
     __table_args__ = (
         Index("ix_salads_finished_at", "finished_at",  # retention deletes the oldest finished first
               postgresql_where=text("finished_at IS NOT NULL")),
+        Index("ix_salads_progress_due", "order_id",  # the relay finds the orders whose counts changed
+              postgresql_where=text("progress_due")),
     )
 
     order_id: int = Field(primary_key=True)
@@ -108,12 +114,17 @@ class Salad(SQLModel, table=True):
     failure_reason: str | None = None
     version: int = 0  # counts state changes (completed, failed, resumed) reported to Shared
     seed_collected: bool = False  # handed out by the seed route GET /send_command
+    # Its fruit counts changed since the relay last reported them to Shared (see Outbox).
+    progress_due: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
 class Outbox(SQLModel, table=True):
     """A change of an order's state, to be reported to Shared until Shared acknowledges it.
 
-    Reports carry the salad's version, so Shared applies them in order whatever order they arrive in.
+    Reports carry the salad's version, so Shared applies them in order whatever order they arrive in. The
+    fruit counts travel beside them without a row each: a salad whose counts changed is flagged
+    (`progress_due`), and the relay sends the flagged orders' counts as they are when it sends, so only the
+    latest reach Shared.
     """
 
     __tablename__ = "outbox"
@@ -148,8 +159,8 @@ class TaskFailure(SQLModel, table=True):
     failed_at: datetime
 
 
-class Worker(SQLModel, table=True):
-    """A worker that asked for work recently."""
+class RegisteredWorker(SQLModel, table=True):
+    """A worker that checked in with Master recently (the registry; not the worker process itself)."""
 
     __tablename__ = "workers"
 

@@ -47,12 +47,13 @@ class ApiSettings(DatabaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
     client_token: SecretStr | None = None  # clients of the public API (CLI, web page, seed client)
-    master_token: SecretStr | None = None  # Master calling Shared's /internal API
+    master_token: SecretStr | None = None  # Master calling Shared's /internal API, Shared calling Master's reads
     seed_routes_open: bool = False  # the seed's routes without tokens, for the seed's own worker and client
 
 
 class SharedSettings(ApiSettings):
     port: int = 8001
+    master_url: str = "http://127.0.0.1:8000"  # Master's API: an order's fruits and the live workers
     max_fruits: int = Field(100, ge=1)  # fruits per order
     max_fruit_length: int = Field(64, ge=1)  # characters in a fruit's name
     intake_lease_seconds: float = Field(30.0, gt=0)  # Master must confirm a claimed order within this

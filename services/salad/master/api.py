@@ -5,14 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
-from salad.core.auth import Role, require
-from salad.core.fields import MAX_ID, IdPath
-from salad.core.models import TaskStatus
-from salad.core.settings import master_settings
-from salad.core.web import as_json, errors
-from salad.master import registry, task_views, tasks
-from salad.master.schemas import (
+from salad.contracts.internal import Progress
+from salad.contracts.operators import Requeued, Stats, TaskPublic, WorkerPublic
+from salad.contracts.work import (
     ClaimRequest,
     ClaimResponse,
     ExchangeRequest,
@@ -21,20 +18,24 @@ from salad.master.schemas import (
     LeaseRef,
     LeaseState,
     Report,
-    Requeued,
     ResultAck,
-    Stats,
-    TaskPublic,
     TaskResult,
-    WorkerBeat,
+    WorkerCheckIn,
     WorkerName,
-    WorkerPublic,
 )
+from salad.core.auth import Role, require
+from salad.core.fields import MAX_ID, IdPath
+from salad.core.models import TaskStatus
+from salad.core.settings import master_settings
+from salad.core.web import as_json, errors
+from salad.master import registry, task_views, tasks
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))
 LEASE_ERRORS = errors(404, 409)
 WORKER = [require(Role.WORKER)]
 CLIENT = [require(Role.CLIENT)]
+SHARED = [require(Role.CLIENT, Role.MASTER)]  # Shared presents the master token, as it is called with
+MAX_PROGRESS_ORDERS = 100
 
 TaskId = IdPath
 
@@ -45,7 +46,7 @@ def lease_errors(call):
         return call()
     except tasks.TaskNotFound as exc:
         raise HTTPException(404, detail=f"task {exc.args[0]} not found")
-    except tasks.LeaseLost as exc:
+    except tasks.StaleLease as exc:
         raise HTTPException(409, detail=f"task {exc.args[0]} is no longer leased under this lease_id")
 
 
@@ -93,11 +94,11 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
 
 @router.post("/tasks/{task_id}/heartbeat", response_model=LeaseState, responses=LEASE_ERRORS, tags=["workers"],
              dependencies=WORKER)
-def heartbeat(task_id: TaskId, body: LeaseRef, request: Request):
+def heartbeat_lease(task_id: TaskId, body: LeaseRef, request: Request):
     """Extend the task's lease. 409 when the lease is stale: stop working on the task."""
     settings = master_settings()
     return lease_errors(
-        lambda: tasks.heartbeat(request.app.state.engine, task_id, str(body.lease_id), settings.lease_seconds)
+        lambda: tasks.heartbeat_lease(request.app.state.engine, task_id, str(body.lease_id), settings.lease_seconds)
     )
 
 
@@ -117,9 +118,9 @@ def release(task_id: TaskId, body: LeaseRef, request: Request):
 
 
 @router.put("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
-def worker_beat(name: Annotated[WorkerName, Path()], body: WorkerBeat, request: Request) -> None:
+def check_in_worker(name: Annotated[WorkerName, Path()], body: WorkerCheckIn, request: Request) -> None:
     """A worker says it is alive, with its slots, its prefetch and how many slots are busy."""
-    registry.beat(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
+    registry.check_in(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
 
 
 @router.delete("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
@@ -138,6 +139,20 @@ def list_workers(request: Request, live: bool = False):
 def stats(request: Request):
     """Queue depth, running tasks and live workers (what autoscalers such as KEDA read). Open, like /metrics."""
     return registry.stats(request.app.state.engine, master_settings().worker_ttl_seconds)
+
+
+@router.get("/progress", response_model=Progress, tags=["shared"], dependencies=SHARED)
+def read_progress(
+    request: Request,
+    order_id: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+                        Query(max_length=MAX_PROGRESS_ORDERS, description="Orders to read.")] = [],
+    workers: Annotated[bool, Query(description="Also the live workers, with the fruits each prepares.")] = False,
+):
+    """Each fruit of these orders (state, worker, attempts) and, with `workers`, the live workers, read in one
+    snapshot: what Shared shows of tasks and workers, which it cannot read itself."""
+    found = task_views.progress(request.app.state.engine, list(dict.fromkeys(order_id)), workers,
+                                master_settings().worker_ttl_seconds)
+    return as_json(found)
 
 
 @router.get("/tasks", response_model=list[TaskPublic], tags=["operators"], dependencies=CLIENT)

@@ -1,4 +1,4 @@
-"""Master's background loops: intake of new orders, reaping of expired leases, the completion outbox.
+"""Master's background loops: intake of new orders, reaping of expired leases, the reports to Shared.
 
 Every replica runs all three; the database (SKIP LOCKED, leases, unique keys) keeps them from doing any
 piece of work twice.
@@ -17,20 +17,25 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from salad.core.db import transaction, utcnow
+from salad.contracts.internal import IntakeBatch, IntakeOrder, OrderProgress, OrderReport
+from salad.contracts.orders import FruitCounts
+from salad.contracts.work import LeasedTask
+from salad.core.db import autocommit, transaction, utcnow
 from salad.core.http import send
 from salad.core.loops import MAX_BACKOFF
 from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import hand_out, registry, tasks
-from salad.master.schemas import LeasedTask
+from salad.master.sql import SQL
 from salad.master.wakeup import QueueSignal, Waiting
-from salad.shared.schemas import IntakeBatch, IntakeOrder, OrderReport
 
 OUTBOX_BATCH = 20
+PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Shared's limit)
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+
+DUE_REPORTS = select(Outbox).from_statement(SQL.due_reports)  # as ORM objects, which the relay marks
 
 log = logging.getLogger(__name__)
 
@@ -144,31 +149,46 @@ class Reaper:
 
 class OutboxRelay:
     """Reports orders' state changes to Shared until Shared acknowledges (at least once; Shared applies
-    each version once)."""
+    each version once), and with them the latest fruit counts of the orders whose counts changed."""
 
     def __init__(self, engine: Engine, client: httpx.Client) -> None:
         self.engine, self.client = engine, client
 
-    def deliver_batch(self) -> int:
-        """Send due reports to Shared in one call; one Shared does not know yet is tried again later."""
+    def deliver_batch(self) -> bool:
+        """Send due reports and changed counts to Shared in one call; a report Shared does not know yet is tried
+        again later, counts that did not reach it are flagged again. True when a batch was full."""
+        with autocommit(self.engine) as connection:
+            changed = list(connection.execute(SQL.claim_progress, dict(limit=PROGRESS_BATCH)).scalars())
+        delivered = False
+        try:
+            reports, delivered = self.send(changed)
+        finally:
+            if changed and not delivered:  # an error, or Shared unreachable: the next pass reports them
+                with autocommit(self.engine) as connection:
+                    connection.execute(SQL.progress_due_again, dict(ids=changed))
+        return reports == OUTBOX_BATCH or len(changed) == PROGRESS_BATCH
+
+    def send(self, changed: list[int]) -> tuple[int, bool]:
+        """The due reports, locked while sent, and the counts of the `changed` orders, read now. Returns how
+        many reports were sent, and whether Shared took the call."""
         now = utcnow()
         with transaction(self.engine) as session:
-            rows = list(session.scalars(
-                select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.next_attempt_at <= now)
-                .order_by(Outbox.id).limit(OUTBOX_BATCH).with_for_update(skip_locked=True)
-            ))
-            if not rows:
-                return 0
+            rows = list(session.scalars(DUE_REPORTS, dict(now=now, limit=OUTBOX_BATCH)))
+            counted = session.execute(SQL.fruit_counts, dict(ids=changed)) if changed else []
+            progress = [progress_of(row) for row in counted]
+            if not rows and not progress:
+                return 0, True
             reports = [OrderReport(order_id=row.order_id, version=row.version, status=row.status,
                                    finished_at=row.finished_at, preparation_time=row.preparation_time,
                                    failure_reason=row.failure_reason).model_dump(mode="json") for row in rows]
             try:
-                response = self.client.post("/internal/v1/orders/reports", json={"reports": reports})
+                response = self.client.post("/internal/v1/orders/reports",
+                                            json={"reports": reports, "progress": progress})
                 response.raise_for_status()
-                known = {state["id"] for state in response.json()}
+                known, delivered = {state["id"] for state in response.json()}, True
                 problem = "unknown order"
             except httpx.HTTPError as exc:
-                known, problem = set(), str(exc)
+                known, delivered, problem = set(), False, str(exc)
             for row in rows:
                 if row.order_id in known:
                     row.delivered_at = utcnow()
@@ -177,7 +197,13 @@ class OutboxRelay:
                 row.next_attempt_at = now + timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** row.attempts))
                 log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id, row.attempts,
                             problem)
-        return len(rows)
+        return len(rows), delivered
 
     async def step(self) -> bool:
-        return await to_thread.run_sync(self.deliver_batch) == OUTBOX_BATCH
+        return await to_thread.run_sync(self.deliver_batch)
+
+
+def progress_of(row) -> dict:
+    """A row of SQL.fruit_counts as the progress report Shared takes."""
+    counts = FruitCounts(queued=row.queued, running=row.running, done=row.done, failed=row.failed)
+    return OrderProgress(order_id=row.order_id, counts=counts, counted_at=row.counted_at).model_dump(mode="json")

@@ -1,46 +1,32 @@
-"""Workers seen recently, and the queue figures that operators and autoscalers read."""
+"""Workers seen recently, and the queue figures that operators and autoscalers read (master/queries.sql)."""
 
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
+from salad.contracts.operators import Stats, WorkerPublic
 from salad.core.db import transaction, utcnow
-from salad.core.models import Task, TaskStatus, Worker
 from salad.master.hand_out import Capacity
-from salad.master.schemas import Stats, WorkerPublic
+from salad.master.sql import SQL
 
 
-def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
-    """Record that a worker is alive, with its capacity and load."""
+def check_in(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> None:
+    """Record that a worker is alive, with its capacity and load (not a task's lease: tasks.heartbeat_lease)."""
     now = utcnow()
-    statement = postgresql.insert(Worker).values(
-        name=name, slots=slots, prefetch=prefetch, busy=busy, started_at=now, last_seen=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[Worker.name], set_=dict(slots=slots, prefetch=prefetch, busy=busy, last_seen=now)
-    )
     with transaction(engine) as session:
-        session.execute(statement)
+        session.execute(SQL.check_in_worker, dict(name=name, slots=slots, prefetch=prefetch, busy=busy, now=now))
 
 
 def forget(engine: Engine, name: str) -> bool:
     with transaction(engine) as session:
-        return session.execute(delete(Worker).where(Worker.name == name)).rowcount > 0
+        return session.execute(SQL.forget_worker, dict(name=name)).rowcount > 0
 
 
 def list_workers(engine: Engine, ttl_seconds: float, live_only: bool = False) -> list[WorkerPublic]:
     since = utcnow() - timedelta(seconds=ttl_seconds)
-    query = select(Worker).order_by(Worker.name)
-    if live_only:
-        query = query.where(Worker.last_seen >= since)
     with transaction(engine) as session:
-        return [
-            WorkerPublic(name=w.name, slots=w.slots, prefetch=w.prefetch, busy=w.busy,
-                         started_at=w.started_at, last_seen=w.last_seen, live=w.last_seen >= since)
-            for w in session.scalars(query)
-        ]
+        rows = session.execute(SQL.workers, dict(since=since, live_only=live_only)).all()
+    return [WorkerPublic.model_validate(row._mapping) for row in rows]
 
 
 def capacities(engine: Engine, ttl_seconds: float) -> list[Capacity]:
@@ -52,11 +38,7 @@ def stats(engine: Engine, ttl_seconds: float) -> Stats:
     """Queue depth, running tasks, live workers: a few index scans, cheap enough for every scrape."""
     now = utcnow()
     with transaction(engine) as session:
-        queued, oldest = session.execute(
-            select(func.count(), func.min(Task.queued_at)).where(Task.status == TaskStatus.QUEUED)
-        ).one()
-        running = session.scalar(select(func.count()).where(Task.status == TaskStatus.RUNNING))
-        live = session.scalar(select(func.count()).select_from(Worker)
-                              .where(Worker.last_seen >= now - timedelta(seconds=ttl_seconds)))
-    age = (now - oldest).total_seconds() if oldest else 0.0
-    return Stats(queued=queued, running=running, live_workers=live, oldest_queued_age_seconds=max(0.0, age))
+        row = session.execute(SQL.queue_stats, dict(since=now - timedelta(seconds=ttl_seconds))).one()
+    age = (now - row.oldest_queued_at).total_seconds() if row.oldest_queued_at else 0.0
+    return Stats(queued=row.queued, running=row.running, live_workers=row.live_workers,
+                 oldest_queued_age_seconds=max(0.0, age))

@@ -4,13 +4,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 
+from salad.contracts.seed import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 from salad.core.auth import Role, require
 from salad.core.db import transaction
 from salad.core.models import OrderStatus, Salad, Task, TaskStatus
 from salad.core.settings import master_settings
 from salad.core.web import errors
 from salad.master import tasks
-from salad.master.schemas import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 
 router = APIRouter(tags=["seed"], responses=errors(401, 403))
 SALAD_READY = "The salad is ready! Enjoy!"
@@ -27,7 +27,7 @@ def send_task(body: SeedWorker, request: Request):
     if not leased:
         return JSONResponse(status_code=202, content={"message": "No more tasks"})
     task = leased[0]
-    tasks.heartbeat(engine, task.id, task.lease_id, settings.lease_seconds + task.execution_time)
+    tasks.heartbeat_lease(engine, task.id, task.lease_id, settings.lease_seconds + task.execution_time)
     return {"id": task.id, "fruit": task.fruit, "execution_time": task.execution_time}
 
 
@@ -44,7 +44,7 @@ def result(body: SeedResult, request: Request):
         lease_id = task.lease_id
     try:
         tasks.record_result(engine, body.task.id, lease_id, TaskStatus.SUCCEEDED, body.result, None)
-    except tasks.LeaseLost:
+    except tasks.StaleLease:
         raise HTTPException(409, detail=f"task {body.task.id} is not leased to {body.task.nom_worker}")
     return {"message": "Result received"}
 

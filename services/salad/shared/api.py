@@ -7,24 +7,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from salad.contracts.internal import IntakeBatch, IntakeClaim, OrderIds, OrderReports, OrderState
+from salad.contracts.orders import OrderCreate, OrderPage, OrderPublic
+from salad.contracts.seed import SeedFruit, SeedMessage
 from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import as_json, errors
 from salad.shared import orders
-from salad.shared.schemas import (
-    IntakeBatch,
-    IntakeClaim,
-    OrderCreate,
-    OrderIds,
-    OrderPage,
-    OrderPublic,
-    OrderReports,
-    OrderState,
-    SeedFruit,
-    SeedMessage,
-)
 
 AUTH_ERRORS = errors(401, 403)
 public = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[require(Role.CLIENT)], responses=AUTH_ERRORS)
@@ -39,6 +30,10 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 
 def engine_of(request: Request):
     return request.app.state.engine
+
+
+def master_of(request: Request):
+    return request.app.state.master
 
 
 def not_found(order_id: int) -> HTTPException:
@@ -56,14 +51,15 @@ def create_order(body: OrderCreate, request: Request, idempotency_key: Idempoten
     location = {"Location": f"/v1/orders/{order.id}"}
     if created:  # as stored: a Master may take it any moment now
         return as_json(orders.as_placed(order), status_code=201, headers=location)
-    return as_json(orders.get_order(engine_of(request), order.id), status_code=201,
+    return as_json(orders.get_order(engine_of(request), order.id, master_of(request)), status_code=201,
                    headers={**location, "Idempotent-Replayed": "true"})
 
 
 @public.get("/{order_id}", response_model=OrderPublic, responses=errors(404))
 def read_order(order_id: IdPath, request: Request):
-    """An order's status, fruit counts by state, each fruit's state, and its completion time."""
-    order = orders.get_order(engine_of(request), order_id)
+    """An order's status, fruit counts by state, each fruit's state, and its completion time. When Master
+    cannot be reached, the order as Shared knows it, `tasks_unavailable` set."""
+    order = orders.get_order(engine_of(request), order_id, master_of(request))
     if order is None:
         raise not_found(order_id)
     return order
@@ -100,9 +96,10 @@ def accept_orders(body: OrderIds, request: Request):
 
 @internal.post("/orders/reports", response_model=list[OrderState])
 def report_orders(body: OrderReports, request: Request):
-    """Master reports changes of orders' states (completed, failed, resumed). Idempotent, in version order;
-    the answer lists the orders Shared knows (the others are reported again later)."""
-    return states(orders.apply_reports(engine_of(request), body.reports))
+    """Master reports changes of orders' states (completed, failed, resumed), and orders' fruit counts.
+    Idempotent, in version order; the answer lists the orders of `reports` Shared knows (the others are
+    reported again later)."""
+    return states(orders.apply_reports(engine_of(request), body.reports, body.progress))
 
 
 def states(statuses: dict[int, str]) -> list[OrderState]:

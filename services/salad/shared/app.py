@@ -1,4 +1,5 @@
-"""Shared: the public API. Accepts orders, answers their status, and feeds Master over REST."""
+"""Shared: the public API. Accepts orders, answers their status, and feeds Master over REST; what it shows of
+tasks and workers it reads from Master's API."""
 
 import asyncio
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from salad.core.settings import shared_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.shared import events, orders, page
 from salad.shared.api import internal, public, seed
+from salad.shared.master_reads import MasterReads
 
 
 class OrdersCollector:
@@ -42,6 +44,7 @@ class OrdersCollector:
 def build_app() -> FastAPI:
     settings = shared_settings()
     engine = make_engine(settings.database_url, settings.db_pool_size)
+    master = MasterReads(settings.master_url, settings.master_token)
     collector = OrdersCollector(engine)
 
     @asynccontextmanager
@@ -59,11 +62,13 @@ def build_app() -> FastAPI:
                 pruning.cancel()
                 await asyncio.gather(pruning, return_exceptions=True)
             REGISTRY.unregister(collector)
+            master.close()
             engine.dispose()
 
     app = create_app("shared", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Shared", version=__version__, lifespan=lifespan)
     app.state.engine = engine
+    app.state.master = master  # what Shared shows of tasks and workers, read from Master's API
     app.state.settings = settings
     app.state.tokens = Tokens(client=settings.client_token, master=settings.master_token)
     for router in (public, internal, seed, events.router, page.router):

@@ -1,69 +1,27 @@
 """What the web page and `salad watch` show: open orders fruit by fruit, live workers, recent salads.
 
-Read in one transaction from the database (Shared reads Master's `tasks` and `workers`, never writes them),
-so every Shared replica serves the same snapshot. A few small indexed queries.
+The orders come from Shared's table, read in one snapshot; their fruits and the live workers from Master's
+API, in one call for the whole dashboard (GET /v1/progress, one snapshot at Master), so every Shared replica
+serves the same dashboard. When Master cannot answer, the dashboard says so and shows what Shared owns: the
+orders, their counts as of Master's last reports, fruits whose state is unknown.
 """
 
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 
-from salad.core.db import snapshot, utcnow
-from salad.core.models import Order, OrderStatus, Task, TaskStatus, Worker
-from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states
-from salad.shared.schemas import FruitCounts
+from salad.contracts.orders import Dashboard, FinishedOrder, FruitState, FruitView, OpenOrder
+from salad.core.db import snapshot
+from salad.core.models import OrderStatus
+from salad.shared.master_reads import MasterReads
+from salad.shared.orders import COUNT_OF_TASK_STATUS, count_states, reported_counts
+from salad.shared.sql import SQL
 
 OPEN_LIMIT = 50  # open orders shown, oldest first; `open_total` counts them all
 RECENT_LIMIT = 10  # finished orders shown, most recently finished first
 RECENT_SCAN = 50  # newest finished orders by id among which the most recently finished are picked
-LIVE_WORKER_SECONDS = 15.0  # a worker unseen for this long is not shown (Master's default worker TTL)
-OPEN = (OrderStatus.PENDING, OrderStatus.IN_PROGRESS)
-FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
-
-
-class FruitView(BaseModel):
-    position: int
-    fruit: str
-    state: str = Field(description="queued, running, done or failed.")
-    worker: str | None = Field(None, description="The worker preparing (or that prepared) this fruit.")
-
-
-class OpenOrder(BaseModel):
-    id: int
-    status: str
-    priority: int
-    created_at: datetime
-    counts: FruitCounts
-    fruits: list[FruitView]
-
-
-class WorkerView(BaseModel):
-    name: str
-    slots: int
-    busy: int = Field(description="Fruits it is preparing now.")
-
-
-class FinishedOrder(BaseModel):
-    id: int
-    status: str
-    fruits: int
-    completed_at: datetime | None
-    preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
-    failure_reason: str | None = None
-
-
-class Dashboard(BaseModel):
-    open_orders: list[OpenOrder]
-    open_total: int
-    workers: list[WorkerView]
-    completed: int = Field(description="Salads completed, all time.")
-    failed: int
-    recent: list[FinishedOrder]
+UNKNOWN = "unknown"  # a fruit's state while Master cannot be asked
 
 
 @dataclass(frozen=True)
@@ -79,58 +37,43 @@ class Snapshot:
         return cls(text, hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
-def fruit_views(order: Order, tasks: list[Task]) -> list[FruitView]:
-    if not tasks:  # not split by a Master yet: every fruit waits
-        return [FruitView(position=i, fruit=f, state="queued") for i, f in enumerate(order.fruits)]
-    return [FruitView(position=t.position, fruit=t.fruit, state=COUNT_OF_TASK_STATUS[t.status],
-                      worker=t.worker) for t in tasks]
+def open_order(order: Row, fruits: list[FruitState] | None) -> OpenOrder:
+    """An open order fruit by fruit: as Master has them (`fruits`), every fruit waiting while no Master took
+    the order, each one's state unknown when Master could not be asked (None)."""
+    if fruits:
+        views = [FruitView(position=f.position, fruit=f.fruit, state=COUNT_OF_TASK_STATUS[f.status],
+                           worker=f.worker) for f in fruits]
+        counts = count_states(view.state for view in views)
+    else:
+        unknown = fruits is None and order.status != OrderStatus.PENDING
+        views = [FruitView(position=i, fruit=name, state=UNKNOWN if unknown else "queued")
+                 for i, name in enumerate(order.fruits)]
+        counts = reported_counts(order)
+    return OpenOrder(id=order.id, status=order.status, priority=order.priority, created_at=order.created_at,
+                     counts=counts, fruits=views)
 
 
-def open_orders(session) -> tuple[list[OpenOrder], int]:
-    is_open = Order.status.in_(OPEN)
-    orders = list(session.scalars(select(Order).where(is_open).order_by(Order.id).limit(OPEN_LIMIT)))
-    total = session.scalar(select(func.count()).select_from(Order).where(is_open))
-    tasks: dict[int, list[Task]] = defaultdict(list)
-    if orders:
-        query = select(Task).where(Task.order_id.in_([o.id for o in orders]))
-        for task in session.scalars(query.order_by(Task.order_id, Task.position)):
-            tasks[task.order_id].append(task)
-    views = []
-    for order in orders:
-        fruits = fruit_views(order, tasks[order.id])
-        views.append(OpenOrder(id=order.id, status=order.status, priority=order.priority,
-                               created_at=order.created_at, counts=count_states(f.state for f in fruits),
-                               fruits=fruits))
-    return views, total
-
-
-def live_workers(session) -> list[WorkerView]:
-    since = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS)
-    busy = dict(session.execute(
-        select(Task.worker, func.count()).where(Task.status == TaskStatus.RUNNING).group_by(Task.worker)
-    ).all())
-    rows = session.scalars(select(Worker).where(Worker.last_seen >= since).order_by(Worker.name))
-    return [WorkerView(name=w.name, slots=w.slots, busy=busy.get(w.name, 0)) for w in rows]
-
-
-def recent_orders(session) -> list[FinishedOrder]:
+def recent_orders(rows: list[Row]) -> list[FinishedOrder]:
     """The most recently finished among the newest finished ones (an index scan, not a sort of them all)."""
-    rows = list(session.scalars(
-        select(Order).where(Order.status.in_(FINAL)).order_by(Order.id.desc()).limit(RECENT_SCAN)
-    ))
-    rows.sort(key=lambda o: (o.completed_at is not None, o.completed_at or o.created_at, o.id), reverse=True)
+    rows = sorted(rows, key=lambda o: (o.completed_at is not None, o.completed_at or o.created_at, o.id),
+                  reverse=True)
     return [FinishedOrder(id=o.id, status=o.status, fruits=len(o.fruits), completed_at=o.completed_at,
                           preparation_time=o.preparation_time, failure_reason=o.failure_reason)
             for o in rows[:RECENT_LIMIT]]
 
 
-def read_dashboard(engine: Engine) -> Dashboard:
+def read_dashboard(engine: Engine, master: MasterReads | None) -> Dashboard:
     with snapshot(engine) as session:
-        orders, total = open_orders(session)
-        finished = dict(session.execute(
-            select(Order.status, func.count()).where(Order.status.in_(FINAL)).group_by(Order.status)
-        ).all())
-        return Dashboard(open_orders=orders, open_total=total, workers=live_workers(session),
-                         completed=finished.get(OrderStatus.COMPLETED.value, 0),
-                         failed=finished.get(OrderStatus.FAILED.value, 0),
-                         recent=recent_orders(session))
+        orders = session.execute(SQL.open_orders, dict(limit=OPEN_LIMIT)).all()
+        total = session.execute(SQL.open_orders_count).scalar_one()
+        finished = dict(session.execute(SQL.finished_counts).all())
+        newest = session.execute(SQL.newest_finished, dict(limit=RECENT_SCAN)).all()
+    found = master.progress([o.id for o in orders], workers=True) if master is not None else None
+    fruits = {} if found is None else {o.order_id: o.fruits for o in found.orders}
+    return Dashboard(
+        open_orders=[open_order(o, None if found is None else fruits.get(o.id, [])) for o in orders],
+        open_total=total, workers=[] if found is None else found.workers or [],
+        master_unavailable=found is None,
+        completed=finished.get(OrderStatus.COMPLETED.value, 0), failed=finished.get(OrderStatus.FAILED.value, 0),
+        recent=recent_orders(newest),
+    )

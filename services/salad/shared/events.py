@@ -2,7 +2,8 @@
 
 Each stream looks at the dashboard every SNAPSHOT_INTERVAL and sends an event only when it changed; the
 event id is a digest of its content, so a client that reconnects (to this replica or another) with an
-up-to-date `Last-Event-ID` gets no repeat. Streams in one process share one database read per interval.
+up-to-date `Last-Event-ID` gets no repeat. Streams in one process share one read per interval (of the
+database, and one call to Master).
 A stream ends when its client leaves, and at once on SIGTERM (sse-starlette watches uvicorn's exit
 signal), so Shared still stops within seconds while pages are open; their EventSource reconnects.
 Both need the client token; EventSource cannot send headers, so `?access_token=` is accepted here too.
@@ -24,9 +25,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from salad.contracts.orders import Dashboard
 from salad.core.auth import Credentials, Role, check
 from salad.core.web import errors, unavailable
-from salad.shared.dashboard import Dashboard, Snapshot, read_dashboard
+from salad.shared.dashboard import Snapshot, read_dashboard
+from salad.shared.master_reads import MasterReads
 
 SNAPSHOT_INTERVAL = 0.5  # seconds between looks at the database, per process
 # A stream waking every SNAPSHOT_INTERVAL must find the shared read older than the cache's limit, or it would
@@ -128,8 +131,8 @@ class CountedStream(EventSourceResponse):
 class SnapshotCache:
     """The latest snapshot, read at most once per `max_age` seconds however many streams ask."""
 
-    def __init__(self, engine, max_age: float = CACHE_MAX_AGE) -> None:
-        self.engine = engine
+    def __init__(self, engine, master: MasterReads | None, max_age: float = CACHE_MAX_AGE) -> None:
+        self.engine, self.master = engine, master
         self.max_age = max_age
         self.lock = asyncio.Lock()
         self.value: Snapshot | None = None
@@ -138,7 +141,7 @@ class SnapshotCache:
     async def get(self) -> Snapshot:
         async with self.lock:
             if self.value is None or time.monotonic() - self.read_at >= self.max_age:
-                self.value = Snapshot.of(await run_in_threadpool(read_dashboard, self.engine))
+                self.value = Snapshot.of(await run_in_threadpool(read_dashboard, self.engine, self.master))
                 self.read_at = time.monotonic()
             return self.value
 
@@ -147,7 +150,7 @@ def snapshots_of(request: Request) -> SnapshotCache:
     """The app's cache, made on first use."""
     state = request.app.state
     if getattr(state, "snapshots", None) is None:
-        state.snapshots = SnapshotCache(state.engine)
+        state.snapshots = SnapshotCache(state.engine, state.master)
     return state.snapshots
 
 

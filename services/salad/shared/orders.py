@@ -1,38 +1,33 @@
-"""Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction."""
+"""Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction, of
+named statements (shared/queries.sql) run on the connection: on the path of every order, the ORM's objects
+and statements built per call cost Shared more CPU than PostgreSQL spends running them."""
 
 import hashlib
 import json
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from salad.core.db import ORDERS_CHANNEL, autocommit, snapshot, transaction, utcnow
+from salad.contracts.internal import IntakeOrder, OrderProgress, OrderReport
+from salad.contracts.orders import FruitCounts, FruitState, OrderPublic
+from salad.core.db import autocommit, transaction, utcnow
+from salad.core.fields import MAX_ID
 from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
-from salad.core.models import Order, OrderStatus, Task, TaskStatus
-from salad.shared.schemas import FruitCounts, FruitState, IntakeOrder, OrderPublic, OrderReport
+from salad.core.models import OrderStatus, TaskStatus
+from salad.shared.master_reads import MasterReads
+from salad.shared.sql import SQL
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)
+FIRST_PAGE = MAX_ID + 1  # `before` of the first page: every id is below it
 FRUIT_STATES = TypeAdapter(list[FruitState])
 COUNT_OF_TASK_STATUS = {
     TaskStatus.QUEUED: "queued", TaskStatus.RUNNING: "running",
     TaskStatus.SUCCEEDED: "done", TaskStatus.FAILED: "failed",
 }
-
-
-def insert_order_statement():
-    """A new order, inserted and returned by one statement that commits by itself, which also wakes the
-    Masters' intake (pg_notify, sent at its commit). Through the ORM (BEGIN, INSERT, NOTIFY, COMMIT, an ORM
-    object) an order of 100 fruits and its answer cost Shared 2.3 ms of CPU; 0.9 ms so."""
-    orders = Order.__table__
-    return insert(orders).returning(*orders.columns, func.pg_notify(ORDERS_CHANNEL, ""))
-
-
-INSERT_ORDER = insert_order_statement()
 
 
 class IdempotencyConflict(Exception):
@@ -53,34 +48,19 @@ def create_order(
     digest = request_hash(fruits, priority) if idempotency_key else None
     try:
         with autocommit(engine) as connection:
-            order = connection.execute(INSERT_ORDER, dict(
-                fruits=fruits, priority=priority, idempotency_key=idempotency_key, request_hash=digest,
-                created_at=utcnow())).one()
+            order = connection.execute(SQL.insert_order, dict(
+                fruits=json.dumps(fruits), priority=priority, idempotency_key=idempotency_key,
+                request_hash=digest, created_at=utcnow())).one()
         ORDERS_CREATED.inc()
         return order, True
     except IntegrityError:
         if idempotency_key is None:
             raise
     with autocommit(engine) as connection:
-        orders = Order.__table__
-        order = connection.execute(select(orders).where(orders.c.idempotency_key == idempotency_key)).one()
+        order = connection.execute(SQL.order_by_idempotency_key, dict(idempotency_key=idempotency_key)).one()
     if order.request_hash != digest:
         raise IdempotencyConflict(idempotency_key)
     return order, False
-
-
-def task_counts(session, order_ids: list[int]) -> dict[int, FruitCounts]:
-    """Fruits per state for each order (read from Master's tasks table, never written here)."""
-    counts: dict[int, FruitCounts] = defaultdict(FruitCounts)
-    if not order_ids:
-        return counts
-    rows = session.execute(
-        select(Task.order_id, Task.status, func.count())
-        .where(Task.order_id.in_(order_ids)).group_by(Task.order_id, Task.status)
-    )
-    for order_id, status, n in rows:
-        setattr(counts[order_id], COUNT_OF_TASK_STATUS[status], n)
-    return counts
 
 
 def count_states(states: Iterable[str]) -> FruitCounts:
@@ -88,162 +68,104 @@ def count_states(states: Iterable[str]) -> FruitCounts:
     return FruitCounts(**Counter(states))
 
 
-def counts_without_tasks(order: Order) -> FruitCounts:
-    """An order with no task rows: not split by a Master yet, or finished and its tasks pruned (retention)."""
+def reported_counts(order: Row) -> FruitCounts:
+    """The order's fruits per state as Shared knows them without asking Master: all done once completed, else
+    Master's latest progress report, else what the status tells (none taken yet: every fruit waits)."""
     if order.status == OrderStatus.COMPLETED:
         return FruitCounts(done=len(order.fruits))
+    if order.counts is not None:
+        return FruitCounts(**order.counts)
     if order.status == OrderStatus.FAILED:
-        return FruitCounts()  # which fruits failed is no longer known
+        return FruitCounts()  # no report came: which fruits failed is not known here
     return FruitCounts(queued=len(order.fruits))
 
 
-def to_public(order: Order | Row, counts: FruitCounts | None,
-              fruits: list[FruitState] | None = None) -> OrderPublic:
-    if counts is None or sum(counts.model_dump().values()) == 0:
-        counts = counts_without_tasks(order)
+def to_public(order: Row, counts: FruitCounts | None = None, fruits: list[FruitState] | None = None,
+              unavailable: bool = False) -> OrderPublic:
+    """The order as answered: `counts` from its fruits when Master told them, else as reported."""
     return OrderPublic(
-        id=order.id, status=order.status, fruits=order.fruits, priority=order.priority, counts=counts,
-        created_at=order.created_at, accepted_at=order.accepted_at, completed_at=order.completed_at,
-        preparation_time=order.preparation_time, failure_reason=order.failure_reason, tasks=fruits,
+        id=order.id, status=order.status, fruits=order.fruits, priority=order.priority,
+        counts=reported_counts(order) if counts is None else counts, created_at=order.created_at,
+        accepted_at=order.accepted_at, completed_at=order.completed_at, preparation_time=order.preparation_time,
+        failure_reason=order.failure_reason, tasks=fruits, tasks_unavailable=unavailable,
     )
 
 
 def as_placed(order: Row) -> OrderPublic:
     """An order before any Master took it: every fruit waits. (Its fruits are validated in one call to
-    pydantic-core: a model per fruit cost 1.7x as much.)"""
+    pydantic-core, not a model per fruit.)"""
     fruits = FRUIT_STATES.validate_python(
         [{"position": i, "fruit": f, "status": TaskStatus.QUEUED} for i, f in enumerate(order.fruits)])
-    return to_public(order, None, fruits)
+    return to_public(order, FruitCounts(queued=len(order.fruits)), fruits)
 
 
-def get_order(engine: Engine, order_id: int, with_fruits: bool = True) -> OrderPublic | None:
-    """The order with its counts and, `with_fruits`, each fruit's state (read as plain rows: an order may
-    hold many fruits)."""
-    with snapshot(engine) as session:
-        order = session.get(Order, order_id)
-        if order is None:
-            return None
-        if not with_fruits:
-            return to_public(order, task_counts(session, [order_id]).get(order_id))
-        rows = session.execute(
-            select(Task.position, Task.fruit, Task.status, Task.worker, Task.attempts)
-            .where(Task.order_id == order_id).order_by(Task.position)
-        ).all()
-    if not rows:  # not split by a Master yet, or pruned after it finished
-        return to_public(order, None) if order.status in FINAL else as_placed(order)
-    fruits = [FruitState(position=r.position, fruit=r.fruit, status=r.status, worker=r.worker,
-                         attempts=r.attempts) for r in rows]
+def get_order(engine: Engine, order_id: int, master: MasterReads | None) -> OrderPublic | None:
+    """The order with its counts and each fruit's state, read from Master; without Master (None, or
+    unreachable), the order as Shared stores it, its fruits marked unavailable."""
+    with autocommit(engine) as connection:
+        order = connection.execute(SQL.order, dict(order_id=order_id)).one_or_none()
+    if order is None:
+        return None
+    found = master.progress([order_id]) if master is not None else None
+    if found is None:
+        return to_public(order, unavailable=True)
+    fruits = found.orders[0].fruits
+    if not fruits:  # not split by a Master yet, or its tasks pruned after it finished
+        return to_public(order) if order.status in FINAL else as_placed(order)
     return to_public(order, count_states(COUNT_OF_TASK_STATUS[f.status] for f in fruits), fruits)
 
 
 def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
-    """Newest first; `before` is the id after which the page starts (keyset pagination)."""
-    query = select(Order).order_by(Order.id.desc()).limit(limit)
-    if status:
-        query = query.where(Order.status == status)
-    if before is not None:
-        query = query.where(Order.id < before)
-    with snapshot(engine) as session:
-        orders = list(session.scalars(query))
-        counts = task_counts(session, [o.id for o in orders])
-        return [to_public(o, counts.get(o.id)) for o in orders]
-
-
-def intake_claim_statement():
-    """claim_for_intake's UPDATE: the next pending orders (highest priority first), leased to a Master."""
-    orders, now = Order.__table__, bindparam("now")
-    claimable = (
-        select(orders.c.id)
-        .where(orders.c.status == OrderStatus.PENDING)
-        .where(orders.c.intake_lease_until.is_(None) | (orders.c.intake_lease_until < now))
-        .order_by(orders.c.priority.desc(), orders.c.id)
-        .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True)
-    )
-    return (update(orders).where(orders.c.id.in_(claimable.scalar_subquery()))
-            .values(intake_lease_until=bindparam("until"))
-            .returning(orders.c.id, orders.c.fruits, orders.c.priority, orders.c.created_at))
-
-
-INTAKE_CLAIM = intake_claim_statement()
+    """Newest first; `before` is the id after which the page starts (keyset pagination). Their counts are
+    Master's latest reports: a page costs no call to Master."""
+    page = dict(limit=limit, before=before or FIRST_PAGE, status=status)
+    with autocommit(engine) as connection:
+        orders = connection.execute(SQL.orders_page_in_status if status else SQL.orders_page, page).all()
+    return [to_public(order) for order in orders]
 
 
 def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[IntakeOrder]:
-    """Lease pending orders to a Master; an order not confirmed in time is handed out again.
-
-    One statement bound once, committing by itself: built per call through the ORM it cost Shared 3.1 ms of
-    CPU, on the path from a salad's order to its first fruit."""
+    """Lease pending orders to a Master; an order not confirmed in time is handed out again. One statement,
+    committing by itself: it is on the path from a salad's order to its first fruit."""
     now = utcnow()
     with autocommit(engine) as connection:
-        rows = connection.execute(INTAKE_CLAIM, dict(now=now, limit=limit,
-                                                     until=now + timedelta(seconds=lease_seconds))).all()
+        rows = connection.execute(SQL.intake_claim, dict(now=now, limit=limit,
+                                                         until=now + timedelta(seconds=lease_seconds))).all()
     orders = [IntakeOrder(id=r.id, fruits=r.fruits, priority=r.priority, created_at=r.created_at) for r in rows]
     return sorted(orders, key=lambda o: (-o.priority, o.id))
-
-
-def accept_statement():
-    """accept's UPDATE: every known order of the batch, answered with its status; one already accepted (a
-    confirmation sent again) keeps what it has."""
-    orders, now = Order.__table__, bindparam("now")
-    first_time = orders.c.accepted_at.is_(None)
-    return (
-        update(orders).where(orders.c.id.in_(bindparam("ids", expanding=True)))
-        .values(status=case((orders.c.status == OrderStatus.PENDING, OrderStatus.IN_PROGRESS),
-                            else_=orders.c.status),
-                accepted_at=case((first_time & (orders.c.completed_at < now), orders.c.completed_at),
-                                 (first_time, now), else_=orders.c.accepted_at),
-                intake_lease_until=None)
-        .returning(orders.c.id, orders.c.status)
-    )
-
-
-ACCEPT = accept_statement()
 
 
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
     Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and gets an accepted_at no later than its completion. (One statement bound once, committing by
-    itself: as an ORM UPDATE and a SELECT in a transaction, a confirmation of 20 orders cost Shared 5.5 ms of
-    CPU; 0.9-1.5 ms so.)"""
+    its status and gets an accepted_at no later than its completion. One statement, committing by itself."""
     with autocommit(engine) as connection:
-        return dict(connection.execute(ACCEPT, dict(ids=order_ids, now=utcnow())).all())
+        return dict(connection.execute(SQL.accept, dict(ids=order_ids, now=utcnow())).all())
 
 
-def apply_report_statements():
-    """apply_reports' UPDATE of an order from a report, and its look-up of an order the report left alone."""
-    orders = Order.__table__
-    apply = (update(orders)
-             .where(orders.c.id == bindparam("order_id"), orders.c.master_version < bindparam("version"))
-             .values(status=bindparam("status"), completed_at=bindparam("finished_at"),
-                     master_version=bindparam("version"), preparation_time=bindparam("preparation_time"),
-                     failure_reason=bindparam("failure_reason"), intake_lease_until=None)
-             .returning(orders.c.status))
-    return apply, select(orders.c.status).where(orders.c.id == bindparam("order_id"))
+def apply_reports(engine: Engine, reports: list[OrderReport],
+                  progress: Sequence[OrderProgress] = ()) -> dict[int, str]:
+    """Apply Master's reports of state changes, each once and only if newer than the last one applied, then
+    its progress reports (fruit counts), each only if counted later than the counts the order holds.
 
-
-APPLY_REPORT, STATUS_OF = apply_report_statements()
-
-
-def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
-    """Apply Master's reports of state changes, each once and only if newer than the last one applied.
-
-    Returns the status of each known order after them. Statements bound once and run on the connection:
-    an ORM UPDATE per report (built, compiled, synchronised with the session) cost Shared 2 ms of CPU per
-    report, this 0.35 ms."""
+    Returns the status of each known order of `reports` after them."""
     statuses: dict[int, str] = {}
     finished: list[OrderReport] = []
     with transaction(engine) as session:
         connection = session.connection()
         for report in sorted(reports, key=lambda r: (r.order_id, r.version)):  # orders locked in id order
             values = report.model_dump()
-            changed = connection.execute(APPLY_REPORT, values).scalar()
-            status = changed or connection.execute(STATUS_OF, values).scalar()
+            changed = connection.execute(SQL.apply_report, values).scalar()
+            status = changed or connection.execute(SQL.order_status, values).scalar()
             if status is not None:
                 statuses[report.order_id] = status
             if changed and report.status in FINAL:
                 finished.append(report)
+    if progress:  # a statement of its own: it locks its orders in id order, as the reports above do theirs
+        batch = json.dumps([p.model_dump(mode="json") for p in progress])
+        with autocommit(engine) as connection:
+            connection.execute(SQL.apply_progress, dict(progress=batch))
     for report in finished:
         ORDERS_FINISHED.labels(report.status).inc()
         if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
@@ -254,34 +176,17 @@ def apply_reports(engine: Engine, reports: list[OrderReport]) -> dict[int, str]:
 def pending_fruits(engine: Engine) -> list[str]:
     """Fruits of orders no Master has taken yet (what the seed's GET /get_tasks_to_do/ lists)."""
     with transaction(engine) as session:
-        rows = session.scalars(select(Order.fruits).where(Order.status == OrderStatus.PENDING).order_by(Order.id))
-        return [fruit for fruits in rows for fruit in fruits]
-
-
-def count_open_statement():
-    """count_open's SELECT: an index-only scan of ix_orders_status_id over the open orders' entries alone."""
-    orders = Order.__table__
-    return (select(orders.c.status, func.count())
-            .where(orders.c.status.in_([OrderStatus.PENDING.value, OrderStatus.IN_PROGRESS.value]))
-            .group_by(orders.c.status))
-
-
-COUNT_OPEN = count_open_statement()
+        return [fruit for (fruits,) in session.execute(SQL.pending_fruits) for fruit in fruits]
 
 
 def count_open(engine: Engine) -> dict[str, int]:
-    """Open orders (pending, in progress) by status, for the scrape of `salad_orders`. It costs what the work
-    in flight costs, whatever the number of finished orders: counting the whole table took 62 ms per scrape
-    with 1,000,000 orders, and 20 scrapers raised `POST /v1/orders`'s p50 from 3.5 ms to 154 ms."""
+    """Open orders (pending, in progress) by status, for the scrape of `salad_orders`: it costs what the work
+    in flight costs, whatever the number of finished orders."""
     with autocommit(engine) as connection:
-        return dict(connection.execute(COUNT_OPEN).all())
+        return dict(connection.execute(SQL.open_orders_by_status).all())
 
 
 def prune_finished(engine: Engine, older_than: datetime, batch: int) -> int:
     """Delete up to `batch` orders finished before `older_than` (retention). Returns how many."""
-    doomed = (
-        select(Order.id).where(Order.status.in_(FINAL), Order.completed_at < older_than)
-        .order_by(Order.completed_at).limit(batch).with_for_update(skip_locked=True)
-    )
     with transaction(engine) as session:
-        return session.execute(delete(Order).where(Order.id.in_(doomed.scalar_subquery()))).rowcount
+        return session.execute(SQL.prune_orders, dict(older_than=older_than, batch=batch)).rowcount

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from salad.contracts.work import ExchangeResponse, LeasedTask, ResultAck
 from salad.core.auth import bearer_header
 from salad.core.http import Answer, send, session
-from salad.master.schemas import ExchangeResponse, LeasedTask, ResultAck
 
 RETRY_FIRST_DELAY = 0.2  # seconds; doubles up to RETRY_MAX_DELAY
 RETRY_MAX_DELAY = 5.0
@@ -51,7 +51,7 @@ class MasterClient:
         return exchanged.results, exchanged.tasks
 
     async def check_in(self, slots: int, prefetch: int, busy: int) -> None:
-        """Keep this worker in Master's registry (PUT /v1/workers/{name}), with its load."""
+        """Tell Master's registry this worker is alive, with its capacity and load."""
         answer = await self._send("PUT", f"/v1/workers/{self.worker}",
                                   {"slots": slots, "prefetch": prefetch, "busy": busy})
         answer.raise_for_status("check-in")
@@ -60,8 +60,12 @@ class MasterClient:
         await self._send("DELETE", f"/v1/workers/{self.worker}")
 
     async def heartbeat_lease(self, task: LeasedTask) -> None:
-        """Extend one task's lease (POST /v1/tasks/{id}/heartbeat)."""
+        """Extend the lease of a task this worker prepares; LeaseLost when Master gave it to another."""
         await self._lease_call(task, "heartbeat", retry=False)
+
+    # The names runner.py still calls (being refactored elsewhere): drop them once it calls the ones above.
+    beat = check_in
+    heartbeat = heartbeat_lease
 
     async def release(self, task: LeasedTask) -> None:
         await self._lease_call(task, "release", retry=True)

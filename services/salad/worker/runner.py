@@ -11,9 +11,9 @@ import time
 from collections import Counter
 from contextlib import suppress
 
+from salad.contracts.work import LeasedTask, ResultAck
 from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 from salad.core.settings import WorkerSettings
-from salad.master.schemas import LeasedTask, ResultAck
 from salad.worker import decisions
 from salad.worker.client import Finished, LeaseLost, MasterClient
 from salad.worker.decisions import Drain, State

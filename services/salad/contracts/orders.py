@@ -1,13 +1,13 @@
-"""Request and response bodies of Shared's API."""
+"""Shared's public API (/v1/orders, /v1/dashboard, /v1/events): orders, their fruits, the dashboard."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import unicodedata
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
-from salad.core.fields import DbId, Moment, Text
+from salad.contracts import StrictModel
 from salad.core.settings import shared_settings
 
 # A letter or digit (any script) first, then letters with their combining marks, digits, underscore, space,
@@ -22,10 +22,6 @@ def composed(name: str) -> str:
 
 FruitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=FRUIT_PATTERN),
                       AfterValidator(composed)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class OrderCreate(StrictModel):
@@ -47,10 +43,10 @@ class OrderCreate(StrictModel):
 
 
 class FruitCounts(BaseModel):
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
+    queued: int = Field(0, ge=0)
+    running: int = Field(0, ge=0)
+    done: int = Field(0, ge=0)
+    failed: int = Field(0, ge=0)
 
 
 class FruitState(BaseModel):
@@ -73,6 +69,8 @@ class OrderPublic(BaseModel):
     preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
     failure_reason: str | None = None
     tasks: list[FruitState] | None = Field(None, description="Each fruit's state (single-order reads only).")
+    tasks_unavailable: bool = Field(False, description="Master could not be reached: `tasks` is missing and "
+                                                       "`counts` are as of Master's last report.")
 
 
 class OrderPage(BaseModel):
@@ -80,52 +78,45 @@ class OrderPage(BaseModel):
     next: str | None = Field(None, description="URL of the next (older) page, if any.")
 
 
-# --- Master-facing -----------------------------------------------------------------------------
-class IntakeClaim(StrictModel):
-    limit: int = Field(10, ge=1, le=100, strict=True)
+# --- Dashboard ---------------------------------------------------------------------------------
+class FruitView(BaseModel):
+    position: int
+    fruit: str
+    state: str = Field(description="queued, running, done or failed; unknown while Master is unreachable.")
+    worker: str | None = Field(None, description="The worker preparing (or that prepared) this fruit.")
 
 
-class IntakeOrder(BaseModel):
-    id: int
-    fruits: list[str]
-    priority: int
-    created_at: datetime
-
-
-class IntakeBatch(BaseModel):
-    orders: list[IntakeOrder]
-
-
-class OrderState(BaseModel):
-    """An order's status after Master's call: the internal endpoints answer no more than that."""
-
+class OpenOrder(BaseModel):
     id: int
     status: str
+    priority: int
+    created_at: datetime
+    counts: FruitCounts
+    fruits: list[FruitView]
 
 
-class OrderIds(StrictModel):
-    ids: list[DbId] = Field(min_length=1, max_length=100)
+class WorkerView(BaseModel):
+    name: str
+    slots: int
+    busy: int = Field(description="Fruits it is preparing now.")
 
 
-class OrderReport(StrictModel):
-    """A change of an order's state at Master. Reports apply in version order; a repeated one is a no-op."""
-
-    order_id: DbId
-    version: int = Field(ge=1, le=2**31 - 1, strict=True)
-    status: Literal["completed", "failed", "in_progress"]
-    finished_at: Moment | None = None
-    preparation_time: float | None = Field(None, ge=0, le=1e9, strict=True)
-    failure_reason: Text | None = None
+class FinishedOrder(BaseModel):
+    id: int
+    status: str
+    fruits: int
+    completed_at: datetime | None
+    preparation_time: float | None = Field(None, description="Seconds from the order to its last fruit done.")
+    failure_reason: str | None = None
 
 
-class OrderReports(StrictModel):
-    reports: list[OrderReport] = Field(min_length=1, max_length=100)
-
-
-# --- Seed contract -----------------------------------------------------------------------------
-class SeedFruit(BaseModel):
-    fruit: FruitName
-
-
-class SeedMessage(BaseModel):
-    message: str
+class Dashboard(BaseModel):
+    open_orders: list[OpenOrder]
+    open_total: int
+    workers: list[WorkerView]
+    master_unavailable: bool = Field(False, description="Master could not be reached: the fruits' states are "
+                                                        "`unknown`, the counts as of its last report, and "
+                                                        "no worker is listed.")
+    completed: int = Field(description="Salads completed, all time.")
+    failed: int
+    recent: list[FinishedOrder]

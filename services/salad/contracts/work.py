@@ -1,18 +1,15 @@
-"""Request and response bodies of Master's worker API."""
+"""Master's API for workers (/v1/tasks, /v1/workers): claims with long-poll, exchanges, leases, check-ins."""
 
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from salad.contracts import StrictModel
 from salad.core.fields import DbId, Name, Text
 
 WorkerName = Name
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ClaimRequest(StrictModel):
@@ -83,83 +80,11 @@ class LeaseState(BaseModel):
     lease_expires_at: datetime | None = None
 
 
-class WorkerBeat(StrictModel):
+class WorkerCheckIn(StrictModel):
+    """A worker's check-in with Master's registry (PUT /v1/workers/{name}), every heartbeat interval."""
+
     slots: int = Field(ge=1, le=10_000, strict=True)
     busy: int = Field(0, ge=0, le=10_000, strict=True)
     prefetch: int = Field(0, ge=0, le=10_000, strict=True,
                           description="Tasks it leases ahead of its free slots: Master plans an order's hand-out "
                                       "for the live workers' slots and prefetch.")
-
-
-class WorkerPublic(BaseModel):
-    name: str
-    slots: int
-    prefetch: int
-    busy: int
-    started_at: datetime
-    last_seen: datetime
-    live: bool
-
-
-class Stats(BaseModel):
-    queued: int
-    running: int
-    live_workers: int
-    oldest_queued_age_seconds: float
-
-
-# --- Seed contract -----------------------------------------------------------------------------
-class SeedWorker(BaseModel):
-    nom_worker: WorkerName
-
-
-class SeedTask(BaseModel):
-    id: DbId
-    fruit: str
-    execution_time: int
-    nom_worker: WorkerName
-
-
-class SeedAssignment(BaseModel):
-    id: int
-    fruit: str
-    execution_time: int
-
-
-class SeedMessage(BaseModel):
-    message: str
-
-
-class SeedCommand(SeedMessage):
-    preparation_time: float | None
-
-
-class SeedResult(BaseModel):
-    task: SeedTask
-    result: Text | None = None
-
-
-# --- Operators -----------------------------------------------------------------------------------
-class FailedAttempt(BaseModel):
-    attempt: int
-    worker: str | None
-    error: str
-    failed_at: datetime
-
-
-class TaskPublic(BaseModel):
-    id: int
-    order_id: int
-    position: int
-    fruit: str
-    execution_time: int
-    status: str
-    attempts: int
-    max_attempts: int
-    worker: str | None
-    error: str | None
-    failures: list[FailedAttempt]
-
-
-class Requeued(BaseModel):
-    requeued: int = Field(description="Tasks queued again (with the fruits their order's failure cancelled).")

@@ -1,0 +1,381 @@
+-- Master's SQL: the task life cycle (split, claim, exchange, results, leases, reaping), the worker registry,
+-- the outbox relay and retention. Loaded by salad.core.queries: each statement is named by its
+-- `-- name:` line and called by that name from Python (master/tasks.py, registry.py, background.py).
+--
+-- Parameters are `:name`. Statuses are written into the SQL, not bound: a prepared statement's generic
+-- plan can then use the partial indexes (`WHERE status = 'queued'`, `WHERE status = 'running'`), and
+-- PostgreSQL stops planning the claim and the exchange afresh at each run.
+-- Every statement is one round trip; the ones that stand alone commit by themselves (autocommit).
+
+
+-- Splitting orders --------------------------------------------------------------------------------------
+
+-- name: split
+-- The countdown rows and the tasks of a batch of orders, in one statement that commits by itself: idle
+-- workers wait for a split, and as two statements in a transaction (BEGIN, both inserts, NOTIFY, COMMIT)
+-- the tasks could be claimed four round trips later.
+-- :orders is a JSON list of {order_id, total, ordered_at}; :batch a JSON list of fruit rows, the first ones
+-- (in hand-out order) already leased to the claims waiting on this Master (status 'running', lease_id,
+-- worker, lease_expires_at set), the others queued.
+WITH new_orders AS (
+    -- A countdown row per order not split yet. This both finds those orders and claims them: an order
+    -- another Master is inserting makes this insert wait for its transaction, then skip the order; an order
+    -- split before (a retried intake) is skipped at once.
+    INSERT INTO salads (order_id, total, remaining, status, ordered_at, version, seed_collected)
+    SELECT r.order_id, r.total, r.total, 'in_progress', r.ordered_at, 0, false
+    FROM json_to_recordset(CAST(:orders AS json)) AS r(order_id bigint, total integer, ordered_at timestamptz)
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING salads.order_id
+)
+-- The fruits of those orders only, each one task. A fruit leased to a waiting claim is claimed now.
+INSERT INTO tasks (order_id, position, fruit, execution_time, priority, hand_out_rank, status, attempts,
+                   max_attempts, created_at, queued_at, lease_id, worker, lease_expires_at, claimed_at)
+SELECT r.order_id, r.position, r.fruit, r.execution_time, r.priority, r.hand_out_rank, r.status, r.attempts,
+       :max_attempts, CAST(:now AS timestamptz), CAST(:now AS timestamptz), r.lease_id, r.worker,
+       r.lease_expires_at, CASE WHEN r.lease_id IS NOT NULL THEN CAST(:now AS timestamptz) END
+FROM json_to_recordset(CAST(:batch AS json)) AS r(order_id bigint, position integer, fruit text,
+                                                   execution_time integer, priority integer,
+                                                   hand_out_rank integer, status text, attempts integer,
+                                                   lease_id text, worker text, lease_expires_at timestamptz)
+JOIN new_orders ON new_orders.order_id = r.order_id
+-- pg_notify per task row: PostgreSQL sends identical notifications of a transaction once, at its commit,
+-- so the claims waiting on every Master wake as the tasks become visible (a NOTIFY statement after this one
+-- would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL.
+RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
+          tasks.priority, tasks.hand_out_rank, tasks.lease_id, pg_notify('salad_tasks', '');
+
+
+-- Claims ------------------------------------------------------------------------------------------------
+
+-- name: claim
+-- Lease up to :max_tasks queued tasks to :worker_name under the lease :lease until :expires, atomically:
+-- two workers or two Masters never get the same task.
+UPDATE tasks
+SET status = 'running', attempts = tasks.attempts + 1, lease_id = :lease, lease_expires_at = :expires,
+    worker = :worker_name, claimed_at = :now
+WHERE tasks.id IN (
+    -- The next tasks in hand-out order: priority, then the oldest order first, then the rank planned at the
+    -- split within an order. The partial index ix_tasks_queued holds exactly this order, so the scan stops
+    -- at the limit; SKIP LOCKED passes over tasks another claim is taking this instant.
+    SELECT tasks.id FROM tasks
+    WHERE tasks.status = 'queued'
+    ORDER BY tasks.priority DESC, tasks.order_id, tasks.hand_out_rank, tasks.id
+    LIMIT :max_tasks
+    FOR UPDATE SKIP LOCKED
+)
+-- RETURNING keeps no order: the caller sorts the tasks back into hand-out order.
+RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
+          tasks.priority, tasks.hand_out_rank;
+
+
+-- name: exchange
+-- A worker's successes recorded, their orders counted down (an order's last fruit completes it and queues
+-- its report to Shared), and its next tasks leased: one statement that commits by itself. As statements in a
+-- transaction (BEGIN, successes, claim, a countdown per order, the completion and its report, COMMIT) it
+-- cost Master more CPU than PostgreSQL spent running it: each round trip costs psycopg and SQLAlchemy CPU.
+-- :batch is a JSON list of {id, lease_id, result}, the successes in task id order; the claim takes
+-- :max_tasks, :lease, :expires, :worker_name and :now as `claim` does.
+-- The answer is one result set: `kind` tells a leased task, a recorded success and a completed order apart.
+WITH claimed AS (
+    -- The claim, exactly as `claim`. Failures were recorded before this statement, so a fruit they queued
+    -- again can be leased here; successes free no task for it (their tasks are no longer queued).
+    UPDATE tasks
+    SET status = 'running', attempts = tasks.attempts + 1, lease_id = :lease, lease_expires_at = :expires,
+        worker = :worker_name, claimed_at = :now
+    WHERE tasks.id IN (
+        SELECT tasks.id FROM tasks
+        WHERE tasks.status = 'queued'
+        ORDER BY tasks.priority DESC, tasks.order_id, tasks.hand_out_rank, tasks.id
+        LIMIT :max_tasks
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
+              tasks.priority, tasks.hand_out_rank
+),
+succeeded AS (
+    -- Each success whose lease still holds, exactly as `record_successes`. One under a stale lease, a
+    -- retried post or an unknown task matches nothing here: the caller answers those afterwards.
+    UPDATE tasks
+    SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
+    FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
+    WHERE tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
+    RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at
+),
+done AS (
+    -- The fruits recorded per order.
+    SELECT succeeded.order_id, count(*) AS fruits
+    FROM succeeded
+    GROUP BY succeeded.order_id
+),
+locked AS (
+    -- Those orders' countdown rows, locked in order id order, so concurrent exchanges cannot deadlock on
+    -- them. A failed order's late results count too: a requeue resumes it, still counting right.
+    -- An order completes when its last fruit is done while it is in progress.
+    SELECT salads.order_id, salads.remaining - done.fruits AS remaining, salads.ordered_at,
+           salads.remaining - done.fruits <= 0 AND salads.status = 'in_progress' AS completes
+    FROM salads JOIN done ON salads.order_id = done.order_id
+    ORDER BY salads.order_id
+    FOR UPDATE OF salads
+),
+counted AS (
+    -- The countdown; a completing order also gets its status, finish time, preparation time (seconds since
+    -- the order was placed at Shared) and a new version, the one its report to Shared carries. Its counts
+    -- changed: flagged for the relay's next progress report (an index entry only when the flag was unset).
+    UPDATE salads
+    SET remaining = locked.remaining, progress_due = true,
+        status = CASE WHEN locked.completes THEN 'completed' ELSE salads.status END,
+        finished_at = CASE WHEN locked.completes THEN :now ELSE salads.finished_at END,
+        preparation_time = CASE WHEN locked.completes
+                                THEN greatest(0, CAST(EXTRACT(epoch FROM :now - locked.ordered_at) AS FLOAT))
+                                ELSE salads.preparation_time END,
+        version = salads.version + CAST(locked.completes AS INTEGER)
+    FROM locked
+    WHERE salads.order_id = locked.order_id
+    RETURNING salads.order_id, salads.version, salads.finished_at, salads.preparation_time, locked.completes
+),
+reported AS (
+    -- The completion's report to Shared, in the outbox: the relay delivers it until Shared acknowledges.
+    INSERT INTO outbox (order_id, version, status, finished_at, preparation_time, attempts, next_attempt_at)
+    SELECT counted.order_id, counted.version, 'completed', counted.finished_at, counted.preparation_time, 0,
+           counted.finished_at
+    FROM counted
+    WHERE counted.completes
+    RETURNING outbox.order_id
+)
+-- The answer: the tasks leased, the successes recorded (for the metrics), the orders completed.
+SELECT 'leased' AS kind, claimed.id, claimed.order_id, claimed.fruit, claimed.execution_time, claimed.attempts,
+       claimed.priority, claimed.queued_at, NULL AS claimed_at, NULL AS created_at, claimed.hand_out_rank
+FROM claimed
+UNION ALL
+SELECT 'succeeded', succeeded.id, succeeded.order_id, succeeded.fruit, NULL, NULL, NULL, NULL,
+       succeeded.claimed_at, succeeded.created_at, NULL
+FROM succeeded
+UNION ALL
+SELECT 'completed', NULL, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM reported;
+
+
+-- Results -----------------------------------------------------------------------------------------------
+
+-- name: record_successes
+-- Record every success whose lease still holds, in one statement: row by row, a batch cost Master more CPU
+-- than PostgreSQL spent on it. :batch is a JSON list of {id, lease_id, result}. Returns what the metrics
+-- and the countdown need.
+UPDATE tasks
+SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
+FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
+WHERE tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
+RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at;
+
+-- name: lock_reported
+-- The reported tasks `record_successes` did not record (failures, stale leases, retried posts, unknown
+-- tasks), locked in id order to be answered one by one.
+SELECT tasks.id, tasks.order_id, tasks.fruit, tasks.status, tasks.lease_id, tasks.claimed_at, tasks.created_at
+FROM tasks
+WHERE tasks.id = ANY(CAST(:ids AS integer[]))
+ORDER BY tasks.id
+FOR UPDATE;
+
+-- name: count_down
+-- Count :done fruits off order :order, flagged for a progress report; the caller completes the order when
+-- none remain. It counts a failed order's late results too: a requeue resumes it, still counting right.
+UPDATE salads
+SET remaining = salads.remaining - :done, progress_due = true
+WHERE salads.order_id = :order
+RETURNING salads.remaining, salads.ordered_at, salads.status;
+
+-- name: order_in_progress
+-- Lock an order's countdown row if the order is in progress (before failing it).
+SELECT salads.order_id FROM salads
+WHERE salads.order_id = :order_id AND salads.status = 'in_progress'
+FOR UPDATE;
+
+-- name: order_failed
+-- Lock an order's countdown row if the order failed (before resuming it).
+SELECT salads.order_id FROM salads
+WHERE salads.order_id = :order_id AND salads.status = 'failed'
+FOR UPDATE;
+
+-- name: cancel_queued
+-- A failed order's fruits still queued fail with it, with :error saying why (they were never tried).
+UPDATE tasks
+SET status = 'failed', finished_at = :now, error = :error
+WHERE tasks.order_id = :order_id AND tasks.status = 'queued';
+
+-- name: requeue_failed_order
+-- Queue every failed task of an order again, with fresh attempts.
+UPDATE tasks
+SET status = 'queued', attempts = 0, queued_at = :now, worker = NULL, lease_id = NULL, lease_expires_at = NULL,
+    finished_at = NULL
+WHERE tasks.order_id = :order_id AND tasks.status = 'failed';
+
+-- name: requeue_failed_task
+-- Queue one failed task again with fresh attempts, and the fruits its order's failure cancelled (their
+-- error is :cancelled).
+UPDATE tasks
+SET status = 'queued', attempts = 0, queued_at = :now, worker = NULL, lease_id = NULL, lease_expires_at = NULL,
+    finished_at = NULL
+WHERE tasks.order_id = :order_id AND tasks.status = 'failed' AND (tasks.id = :task_id OR tasks.error = :cancelled);
+
+
+-- Leases ------------------------------------------------------------------------------------------------
+
+-- name: heartbeat_lease
+-- A worker's heartbeat for one task: its lease runs until :expires. Nothing changes (and the caller answers
+-- 409 or 404) unless :lease_id is still the task's lease.
+UPDATE tasks
+SET lease_expires_at = :expires
+WHERE tasks.id = :task_id AND tasks.lease_id = :lease_id AND tasks.status = 'running';
+
+-- name: release
+-- A worker hands a task back unstarted or unfinished (it is stopping): queued again, the attempt not counted.
+UPDATE tasks
+SET status = 'queued', attempts = tasks.attempts - 1, queued_at = :now, worker = NULL, lease_id = NULL,
+    lease_expires_at = NULL
+WHERE tasks.id = :task_id AND tasks.lease_id = :lease_id AND tasks.status = 'running';
+
+-- name: extend_running_leases
+-- Every running task gets a lease until :expires at least: after a gap in the reaper's view (a Master
+-- starting, the database back), workers get time to heartbeat before anything is reaped.
+UPDATE tasks
+SET lease_expires_at = :expires
+WHERE tasks.status = 'running' AND tasks.lease_expires_at < :expires;
+
+-- name: expired_leases
+-- Up to :limit running tasks whose lease expired before :now (their worker is gone), oldest expiry first,
+-- locked for the reaper; SKIP LOCKED leaves those another Master is reaping to it. Every column, read as
+-- the ORM's Task objects that the reaper requeues or fails.
+SELECT tasks.* FROM tasks
+WHERE tasks.status = 'running' AND tasks.lease_expires_at < :now
+ORDER BY tasks.lease_expires_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED;
+
+
+-- Worker registry ---------------------------------------------------------------------------------------
+
+-- name: check_in_worker
+-- A worker says it is alive, with its capacity (slots, prefetch) and load (busy): inserted the first time,
+-- updated after. Not a task's lease heartbeat: this one only feeds /v1/workers, the live-worker gauge and
+-- the hand-out plan.
+INSERT INTO workers (name, slots, prefetch, busy, started_at, last_seen)
+VALUES (:name, :slots, :prefetch, :busy, :now, :now)
+ON CONFLICT (name) DO UPDATE
+SET slots = :slots, prefetch = :prefetch, busy = :busy, last_seen = :now;
+
+-- name: forget_worker
+-- A worker leaving cleanly.
+DELETE FROM workers WHERE workers.name = :name;
+
+-- name: workers
+-- The workers seen, by name, each marked live when seen since :since; with :live_only, the live ones only.
+SELECT workers.name, workers.slots, workers.prefetch, workers.busy, workers.started_at, workers.last_seen,
+       workers.last_seen >= :since AS live
+FROM workers
+WHERE NOT :live_only OR workers.last_seen >= :since
+ORDER BY workers.name;
+
+-- name: queue_stats
+-- Queue depth and the oldest queued task, running tasks, live workers (seen since :since): index scans,
+-- cheap enough for every scrape and autoscaler poll.
+SELECT queue.queued, queue.oldest_queued_at,
+       (SELECT count(*) FROM tasks WHERE tasks.status = 'running') AS running,
+       (SELECT count(*) FROM workers WHERE workers.last_seen >= :since) AS live_workers
+FROM (SELECT count(*) AS queued, min(tasks.queued_at) AS oldest_queued_at
+      FROM tasks WHERE tasks.status = 'queued') AS queue;
+
+
+-- Reports to Shared -------------------------------------------------------------------------------------
+
+-- name: due_reports
+-- Up to :limit undelivered reports due by :now, oldest first, locked while the relay sends them (another
+-- Master's relay skips them). Every column, read as the ORM's Outbox objects the relay marks.
+SELECT outbox.* FROM outbox
+WHERE outbox.delivered_at IS NULL AND outbox.next_attempt_at <= :now
+ORDER BY outbox.id
+LIMIT :limit
+FOR UPDATE SKIP LOCKED;
+
+
+-- name: claim_progress
+-- Up to :limit orders whose fruit counts changed since last reported, their flag cleared: the relay reports
+-- their counts now. A statement of its own, committed before the counts are read (fruit_counts) and sent:
+-- a result recorded meanwhile flags its order again, so no change goes unreported, and no countdown row
+-- stays locked while Shared is called. SKIP LOCKED passes over orders an exchange is counting down.
+UPDATE salads
+SET progress_due = false
+WHERE salads.order_id IN (
+    SELECT salads.order_id FROM salads
+    WHERE salads.progress_due
+    ORDER BY salads.order_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING salads.order_id;
+
+-- name: progress_due_again
+-- Orders whose progress report did not reach Shared: flagged again, for the relay's next pass.
+UPDATE salads SET progress_due = true WHERE salads.order_id = ANY(CAST(:ids AS integer[]));
+
+-- name: fruit_counts
+-- The fruits of orders :ids per state, as Shared shows them (queued, running, done, failed), with the
+-- moment they were counted: Shared keeps a report's counts only if counted later than those it holds.
+SELECT tasks.order_id,
+       count(*) FILTER (WHERE tasks.status = 'queued') AS queued,
+       count(*) FILTER (WHERE tasks.status = 'running') AS running,
+       count(*) FILTER (WHERE tasks.status = 'succeeded') AS done,
+       count(*) FILTER (WHERE tasks.status = 'failed') AS failed,
+       statement_timestamp() AS counted_at
+FROM tasks
+WHERE tasks.order_id = ANY(CAST(:ids AS integer[]))
+GROUP BY tasks.order_id;
+
+
+-- Reads for Shared (GET /v1/progress) ------------------------------------------------------------------
+
+-- name: order_fruits
+-- Every fruit of orders :ids, in their orders' order: its state, the worker preparing (or that prepared)
+-- it, and its attempts. Read by uq_tasks_order_position, which leads with the order.
+SELECT tasks.order_id, tasks.position, tasks.fruit, tasks.status, tasks.worker, tasks.attempts
+FROM tasks
+WHERE tasks.order_id = ANY(CAST(:ids AS integer[]))
+ORDER BY tasks.order_id, tasks.position;
+
+-- name: worker_loads
+-- The live workers (seen since :since) by name, with the fruits each is preparing now, counted from the
+-- running tasks (read in the same snapshot as the fruits, so the two agree).
+SELECT workers.name, workers.slots, coalesce(running.fruits, 0) AS busy
+FROM workers
+LEFT JOIN (SELECT tasks.worker, count(*) AS fruits FROM tasks WHERE tasks.status = 'running'
+           GROUP BY tasks.worker) AS running ON running.worker = workers.name
+WHERE workers.last_seen >= :since
+ORDER BY workers.name;
+
+
+-- Retention ---------------------------------------------------------------------------------------------
+
+-- name: prune_orders
+-- Delete the tasks, failed attempts, reports and countdown rows of up to :batch orders finished before
+-- :older_than, oldest first. An order whose report Shared has not acknowledged yet is kept (Shared must
+-- learn how it ended). Returns the orders deleted.
+WITH doomed AS (
+    -- The orders to delete, locked; SKIP LOCKED leaves those another Master is pruning, or an exchange
+    -- counting down, to them.
+    SELECT salads.order_id FROM salads
+    WHERE salads.status IN ('completed', 'failed') AND salads.finished_at < :older_than
+      AND salads.order_id NOT IN (SELECT outbox.order_id FROM outbox WHERE outbox.delivered_at IS NULL)
+    ORDER BY salads.finished_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+),
+failures AS (
+    DELETE FROM task_failures WHERE task_failures.order_id IN (SELECT doomed.order_id FROM doomed)
+),
+fruits AS (
+    DELETE FROM tasks WHERE tasks.order_id IN (SELECT doomed.order_id FROM doomed)
+),
+reports AS (
+    DELETE FROM outbox WHERE outbox.order_id IN (SELECT doomed.order_id FROM doomed)
+)
+DELETE FROM salads WHERE salads.order_id IN (SELECT doomed.order_id FROM doomed)
+RETURNING salads.order_id;

@@ -1,0 +1,166 @@
+-- Shared's SQL: orders placed, read, handed to Master (intake), accepted, finished by Master's reports, and
+-- pruned. Loaded by salad.core.queries: each statement is named by its `-- name:` line and called by that
+-- name from Python (shared/orders.py, shared/dashboard.py). Shared reads and writes its `orders` table only.
+--
+-- Parameters are `:name`; statuses are written into the SQL. A statement that stands alone commits by
+-- itself (autocommit): no BEGIN and COMMIT round trips around it.
+
+
+-- Placing orders ----------------------------------------------------------------------------------------
+
+-- name: insert_order
+-- A new order, inserted and returned, which also wakes the Masters' intake: pg_notify is sent at the
+-- statement's commit (the channel is salad.core.db.ORDERS_CHANNEL). A reused :idempotency_key violates
+-- its unique index: the caller then reads the order stored under it (order_by_idempotency_key).
+INSERT INTO orders (fruits, priority, status, idempotency_key, request_hash, created_at, master_version)
+VALUES (CAST(:fruits AS json), :priority, 'pending', :idempotency_key, :request_hash, :created_at, 0)
+RETURNING orders.*, pg_notify('salad_orders', '');
+
+-- name: order_by_idempotency_key
+-- The order placed with an Idempotency-Key, to answer a retried request with it.
+SELECT orders.* FROM orders WHERE orders.idempotency_key = :idempotency_key;
+
+
+-- Reading orders ----------------------------------------------------------------------------------------
+
+-- name: order
+-- One order, by id.
+SELECT orders.* FROM orders WHERE orders.id = :order_id;
+
+-- name: orders_page
+-- A page of orders, newest first, starting after the id :before (keyset pagination: ids are below 2^31, so
+-- the first page passes 2^31).
+SELECT orders.* FROM orders
+WHERE orders.id < :before
+ORDER BY orders.id DESC
+LIMIT :limit;
+
+-- name: orders_page_in_status
+-- The same, of the orders in :status only (ix_orders_status_id holds them in id order).
+SELECT orders.* FROM orders
+WHERE orders.status = :status AND orders.id < :before
+ORDER BY orders.id DESC
+LIMIT :limit;
+
+-- name: pending_fruits
+-- The fruits of the orders no Master has taken yet, oldest order first (the seed's GET /get_tasks_to_do/).
+SELECT orders.fruits FROM orders WHERE orders.status = 'pending' ORDER BY orders.id;
+
+-- name: open_orders_by_status
+-- How many open orders each status holds (the salad_orders gauge, read at every scrape): an index-only
+-- scan of ix_orders_status_id over the open orders' entries alone, so a scrape costs what the work in
+-- flight costs, whatever the number of finished orders.
+SELECT orders.status, count(*) AS orders FROM orders
+WHERE orders.status IN ('pending', 'in_progress')
+GROUP BY orders.status;
+
+
+-- The dashboard (GET /v1/dashboard, /v1/events): read together in one REPEATABLE READ snapshot --------
+
+-- name: open_orders
+-- The oldest :limit orders not finished yet (pending or in progress), oldest first.
+SELECT orders.* FROM orders
+WHERE orders.status IN ('pending', 'in_progress')
+ORDER BY orders.id
+LIMIT :limit;
+
+-- name: open_orders_count
+-- How many orders are not finished yet, all of them.
+SELECT count(*) FROM orders WHERE orders.status IN ('pending', 'in_progress');
+
+-- name: finished_counts
+-- Orders completed and orders failed, all time.
+SELECT orders.status, count(*) AS orders FROM orders
+WHERE orders.status IN ('completed', 'failed')
+GROUP BY orders.status;
+
+-- name: newest_finished
+-- The :limit newest finished orders by id (an index scan): the caller picks the most recently finished among
+-- them, rather than sorting every finished order by its completion time.
+SELECT orders.* FROM orders
+WHERE orders.status IN ('completed', 'failed')
+ORDER BY orders.id DESC
+LIMIT :limit;
+
+
+-- Master's intake ---------------------------------------------------------------------------------------
+
+-- name: intake_claim
+-- Lease the next pending orders, highest priority first, to the calling Master until :until; one whose
+-- intake lease ran out before :now (its Master did not confirm it) is handed out again.
+UPDATE orders
+SET intake_lease_until = :until
+WHERE orders.id IN (
+    -- SKIP LOCKED: two Masters asking at once get different orders.
+    SELECT orders.id FROM orders
+    WHERE orders.status = 'pending' AND (orders.intake_lease_until IS NULL OR orders.intake_lease_until < :now)
+    ORDER BY orders.priority DESC, orders.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING orders.id, orders.fruits, orders.priority, orders.created_at;
+
+-- name: accept
+-- Master split these orders (:ids) into tasks: each known one is in progress, answered with its status.
+-- Idempotent: an order already accepted (a confirmation sent again) keeps what it has, and one Master
+-- already reported finished keeps its status and gets an accepted_at no later than its completion.
+UPDATE orders
+SET status = CASE WHEN orders.status = 'pending' THEN 'in_progress' ELSE orders.status END,
+    accepted_at = CASE WHEN orders.accepted_at IS NULL AND orders.completed_at < :now THEN orders.completed_at
+                       WHEN orders.accepted_at IS NULL THEN CAST(:now AS timestamptz)
+                       ELSE orders.accepted_at END,
+    intake_lease_until = NULL
+WHERE orders.id = ANY(CAST(:ids AS integer[]))
+RETURNING orders.id, orders.status;
+
+
+-- Master's reports --------------------------------------------------------------------------------------
+
+-- name: apply_report
+-- Master's report of a change of the order's state (completed, failed, in progress again), applied only if
+-- newer (:version) than the last one applied: reports may arrive twice or out of order. Returns the status
+-- when applied; nothing otherwise.
+UPDATE orders
+SET status = :status, completed_at = :finished_at, master_version = :version,
+    preparation_time = :preparation_time, failure_reason = :failure_reason, intake_lease_until = NULL
+WHERE orders.id = :order_id AND orders.master_version < :version
+RETURNING orders.status;
+
+-- name: apply_progress
+-- Master's progress reports: each order's fruits per state, kept only if counted later (counted_at) than the
+-- counts the order holds (two Masters' reports may cross). :progress is a JSON list of
+-- {order_id, counts, counted_at}.
+WITH reported AS (
+    SELECT * FROM json_to_recordset(CAST(:progress AS json))
+                  AS r(order_id integer, counts json, counted_at timestamptz)
+),
+locked AS (
+    -- The orders locked in id order, as apply_report takes them, so that crossing reports cannot deadlock.
+    SELECT orders.id FROM orders
+    WHERE orders.id IN (SELECT reported.order_id FROM reported)
+    ORDER BY orders.id
+    FOR UPDATE
+)
+UPDATE orders
+SET counts = reported.counts, counts_at = reported.counted_at
+FROM reported JOIN locked ON locked.id = reported.order_id
+WHERE orders.id = reported.order_id AND (orders.counts_at IS NULL OR orders.counts_at < reported.counted_at);
+
+-- name: order_status
+-- An order's status (to answer a report that changed nothing).
+SELECT orders.status FROM orders WHERE orders.id = :order_id;
+
+
+-- Retention ---------------------------------------------------------------------------------------------
+
+-- name: prune_orders
+-- Delete up to :batch orders finished before :older_than, oldest first; SKIP LOCKED leaves those another
+-- replica is deleting to it.
+DELETE FROM orders
+WHERE orders.id IN (
+    SELECT orders.id FROM orders
+    WHERE orders.status IN ('completed', 'failed') AND orders.completed_at < :older_than
+    ORDER BY orders.completed_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+);
