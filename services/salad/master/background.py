@@ -61,7 +61,8 @@ class Intake:
         orders = IntakeBatch.model_validate_json(answer.content).orders
         if not orders:
             return False
-        takers = self.signal.take()
+        fruits = sum(len(o.fruits) for o in orders)
+        takers = self.signal.take(fruits)  # as many waiting claims as these fruits fill; the others wait on
         handed = [[] for _ in takers]
         try:
             handed = await to_thread.run_sync(self.split, orders, workers, [waiting for _, waiting in takers])
@@ -70,7 +71,8 @@ class Intake:
             for (future, _), leased in zip(takers, handed, strict=True):
                 if not self.signal.hand(future, leased):
                     unwanted += leased
-            self.signal.fire()
+            if sum(map(len, handed)) < fruits:  # some are queued (or the split failed): wake claims for them
+                self.signal.fire()
         if unwanted:
             await to_thread.run_sync(tasks.release_all, self.engine, unwanted)
         self.unconfirmed.update(dict.fromkeys(o.id for o in orders))  # one handed out again is listed once

@@ -164,10 +164,12 @@ def split_in_one_statement():
     )
     # pg_notify per task row: PostgreSQL sends one notification per transaction for identical ones, at its
     # commit, so waiting claims wake as the tasks become visible (a NOTIFY statement after: a round trip later).
+    # The payload is the task's status: tasks the split leased itself ('running') wake no claim anywhere.
     return (split_statement(new_orders).add_cte(new_orders)
             .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
                        tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority,
-                       tasks_table.c.hand_out_rank, tasks_table.c.lease_id, func.pg_notify(TASKS_CHANNEL, "")))
+                       tasks_table.c.hand_out_rank, tasks_table.c.lease_id,
+                     func.pg_notify(TASKS_CHANNEL, tasks_table.c.status)))
 
 
 SPLIT = split_in_one_statement()
