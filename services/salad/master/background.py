@@ -7,6 +7,7 @@ piece of work twice.
 import asyncio
 import logging
 import random
+import time
 from datetime import timedelta
 from itertools import islice
 
@@ -31,6 +32,7 @@ OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+CAPACITIES_MAX_AGE = 1.0  # seconds the live workers read for a hand-out plan are used: see Intake.live_workers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Intake:
         self.rng = random.Random(settings.random_seed)
         self.unconfirmed: dict[int, None] = {}  # orders split, not yet confirmed to Shared (an ordered set)
         self.split_done = asyncio.Event()  # wakes accept_step
+        self.capacities: tuple[float, list[hand_out.Capacity]] = (-CAPACITIES_MAX_AGE, [])  # (read at, workers)
 
     def execution_times(self, n: int) -> list[int]:
         """As in the seed: each fruit takes a random whole number of seconds in [min, max]."""
@@ -53,10 +56,8 @@ class Intake:
         return [self.rng.randint(low, high) for _ in range(n)]
 
     async def step(self) -> bool:
-        # the live workers, for the hand-out plan, are read while Shared answers: not on a salad's way
-        answer, workers = await asyncio.gather(
-            send(self.http, "POST", f"{self.shared_url}/internal/v1/intake/claim", {"limit": INTAKE_BATCH}),
-            to_thread.run_sync(registry.capacities, self.engine, self.settings.worker_ttl_seconds))
+        answer = await send(self.http, "POST", f"{self.shared_url}/internal/v1/intake/claim",
+                            {"limit": INTAKE_BATCH})
         answer.raise_for_status("intake")
         orders = IntakeBatch.model_validate_json(answer.content).orders
         if not orders:
@@ -65,7 +66,7 @@ class Intake:
         takers = self.signal.take(fruits)  # as many waiting claims as these fruits fill; the others wait on
         handed = [[] for _ in takers]
         try:
-            handed = await to_thread.run_sync(self.split, orders, workers, [waiting for _, waiting in takers])
+            handed = await to_thread.run_sync(self.split, orders, [waiting for _, waiting in takers])
         finally:  # split or not, every claim taken is answered (with no task, it claims again)
             unwanted = []  # leased to a claim that stopped waiting meanwhile (its worker left)
             for (future, _), leased in zip(takers, handed, strict=True):
@@ -79,13 +80,23 @@ class Intake:
         self.split_done.set()
         return len(orders) == INTAKE_BATCH
 
-    def split(self, orders: list[IntakeOrder], workers: list[hand_out.Capacity],
-              takers: list[Waiting]) -> list[list[LeasedTask]]:
+    def live_workers(self) -> list[hand_out.Capacity]:
+        """The live workers' capacities, read at most every CAPACITIES_MAX_AGE: with a thousand workers a
+        read costs Master milliseconds, and the plan needs only their rough shape."""
+        read_at, workers = self.capacities
+        if time.monotonic() - read_at > CAPACITIES_MAX_AGE:
+            workers = registry.capacities(self.engine, self.settings.worker_ttl_seconds)
+            self.capacities = (time.monotonic(), workers)
+        return workers
+
+    def split(self, orders: list[IntakeOrder], takers: list[Waiting]) -> list[list[LeasedTask]]:
         """Draw each fruit's time, plan the hand-out for the live workers, and store the tasks, the first
-        leased to the claims waiting here (`takers`). Returns the tasks leased to each."""
+        leased to the claims waiting here (`takers`). Returns the tasks leased to each. The live workers are
+        read only for an order worth planning (one fruit, or all of one time, go longest first alike)."""
         batch = []
         for o in orders:
             times = self.execution_times(len(o.fruits))
+            workers = self.live_workers() if hand_out.worth_planning(times) else []
             batch.append(tasks.NewOrder(o.id, o.fruits, times, o.priority, o.created_at,
                                         hand_out_ranks=hand_out.plan(times, workers)))
         settings = self.settings

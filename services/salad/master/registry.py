@@ -1,14 +1,15 @@
 """Workers seen recently, and the queue figures that operators and autoscalers read."""
 
+import json
 import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import DateTime, Integer, String, delete, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
-from salad.core.db import autocommit, transaction, utcnow
+from salad.core.db import autocommit, json_rows, transaction, utcnow
 from salad.core.models import Task, TaskStatus, Worker
 from salad.master.hand_out import Capacity
 from salad.master.schemas import Stats, WorkerPublic
@@ -19,16 +20,28 @@ def beat(engine: Engine, name: str, slots: int, busy: int, prefetch: int) -> Non
     write_beats(engine, [dict(name=name, slots=slots, prefetch=prefetch, busy=busy, last_seen=utcnow())])
 
 
-def write_beats(engine: Engine, beats: list[dict]) -> None:
-    """Record workers' beats (name, slots, prefetch, busy, last_seen; one per name) in one statement."""
-    statement = postgresql.insert(Worker).values([dict(beat, started_at=beat["last_seen"]) for beat in beats])
+def write_beats_statement():
+    """Upsert a batch of beats bound as one JSON parameter: built and compiled once, whatever the batch."""
+    batch = json_rows(dict(name=String, slots=Integer, prefetch=Integer, busy=Integer, last_seen=DateTime))
+    statement = postgresql.insert(Worker).from_select(
+        ["name", "slots", "prefetch", "busy", "started_at", "last_seen"],
+        select(batch.c.name, batch.c.slots, batch.c.prefetch, batch.c.busy, batch.c.last_seen, batch.c.last_seen),
+    )
     new = statement.excluded
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[Worker.name],
         set_=dict(slots=new.slots, prefetch=new.prefetch, busy=new.busy, last_seen=new.last_seen),
     )
+
+
+WRITE_BEATS = write_beats_statement()
+
+
+def write_beats(engine: Engine, beats: list[dict]) -> None:
+    """Record workers' beats (name, slots, prefetch, busy, last_seen; one per name) in one statement."""
+    batch = json.dumps([dict(beat, last_seen=beat["last_seen"].isoformat()) for beat in beats])
     with autocommit(engine) as connection:
-        connection.execute(statement)
+        connection.execute(WRITE_BEATS, dict(batch=batch))
 
 
 class Beats:
@@ -97,8 +110,12 @@ def list_workers(engine: Engine, ttl_seconds: float, live_only: bool = False) ->
 
 
 def capacities(engine: Engine, ttl_seconds: float) -> list[Capacity]:
-    """The live workers' slots and prefetch, by name: what an order's hand-out is planned for."""
-    return [Capacity(w.slots, w.prefetch) for w in list_workers(engine, ttl_seconds, live_only=True)]
+    """The live workers' slots and prefetch, by name: what an order's hand-out is planned for. Two columns
+    in one statement: read as whole rows and models, a thousand workers cost Master 10 ms of CPU."""
+    since = utcnow() - timedelta(seconds=ttl_seconds)
+    query = select(Worker.slots, Worker.prefetch).where(Worker.last_seen >= since).order_by(Worker.name)
+    with autocommit(engine) as connection:
+        return [Capacity(slots, prefetch) for slots, prefetch in connection.execute(query)]
 
 
 def stats(engine: Engine, ttl_seconds: float) -> Stats:
