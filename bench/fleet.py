@@ -36,7 +36,7 @@ import psycopg
 
 from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib
 from bench.profiler import Profiler
-from bench.salad_runs import FRUITS, order_sizes, percentile, post_orders
+from bench.salad_runs import FRUITS, WaitSampler, order_sizes, percentile, post_orders
 
 BEAT_SECONDS = 5.0  # `salad worker`'s heartbeat_interval
 CLAIM_WAIT = 10.0  # `salad worker`'s claim_wait
@@ -369,12 +369,17 @@ class Readings:
         ).fetchone()[0]
         statements = self.conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%'"
+            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%'"
+        ).fetchone()[0]
+        task_statements = self.conn.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+            " WHERE d.datname = current_database() AND s.query ~ '\\mtasks\\M'"
+            " AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%'"
         ).fetchone()[0]
         by_query = dict(self.conn.execute(
             "SELECT left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100), sum(calls) FROM pg_stat_statements s"
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
-            " AND s.query NOT LIKE '%%pg_stat%%' GROUP BY 1"
+            " AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%' GROUP BY 1"
         ).fetchall())
         return {
             "at": time.monotonic(),
@@ -383,6 +388,7 @@ class Readings:
             "requests": http_requests(self.stack),
             "xacts": int(xacts),
             "statements": int(statements),
+            "task_statements": int(task_statements),
         }
 
     @staticmethod
@@ -395,6 +401,7 @@ class Readings:
             "requests": after["requests"] - before["requests"],
             "xacts": after["xacts"] - before["xacts"],
             "statements": after["statements"] - before["statements"],
+            "task_statements": after["task_statements"] - before["task_statements"],
             "by_query": dict(Counter(after["by_query"]) - Counter(before["by_query"])),
         }
 
@@ -456,7 +463,7 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2) -> None:
 
 def orders_final(conn, since: int) -> tuple[int, int, int]:
     return conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')"
+        "SELECT /* bench */ count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')"
         " FROM orders WHERE id > %s", (since,)
     ).fetchone()
 
@@ -473,7 +480,7 @@ def wait_orders(conn, since: int, count: int, timeout: float) -> float:
 
 
 def max_order_id(conn) -> int:
-    return conn.execute("SELECT coalesce(max(id), 0) FROM orders").fetchone()[0]
+    return conn.execute("SELECT /* bench */ coalesce(max(id), 0) FROM orders").fetchone()[0]
 
 
 def ms_percentiles(values: list[float], prefix: str) -> dict:
@@ -517,21 +524,27 @@ def fleet(infra, options, log_dir: Path) -> dict:
                 "fleet": lambda: sum(cpu_seconds(pid) for pid in simulators.pids),
             }
             simulators.wait_ready()
-            wait_for(lambda: conn.execute("SELECT count(*) FROM workers").fetchone()[0] >= options.fleet_workers,
+            wait_for(lambda: conn.execute("SELECT /* bench */ count(*) FROM workers").fetchone()[0] >= options.fleet_workers,
                      60, "every worker registered")
             time.sleep(max(options.settle, CLAIM_WAIT if options.fleet_idle_seconds >= 30 else 1.0))
             readings = Readings(conn, stack, groups)
             result = {"workers": options.fleet_workers, "masters": len(masters)}
-            profiler = None
-            if options.profile:
-                profiler = Profiler(log_dir / "profile", names=tuple(m.name for m in masters) + ("shared",))
+            profiled = tuple(m.name for m in masters) + ("shared",)
+
+            def profile(phase: str, measure):
+                if not options.profile:
+                    return measure()
+                profiler = Profiler(log_dir / "profile" / phase, names=profiled)
                 profiler.start(pids)
-            result["idle"], idle_rates = idle_phase(conn, readings, masters, options)
-            if profiler:
-                profiler.stop()
-                result["idle"]["profile"] = profiler.summaries()
+                try:
+                    return measure()
+                finally:
+                    profiler.stop()
+                    profiler.summaries()  # the *.top.txt files
+
+            result["idle"], idle_rates = profile("idle", lambda: idle_phase(conn, readings, masters, options))
             result["dispatch"] = dispatch_phase(conn, stack, readings, idle_rates, options)
-            result["throughput"] = throughput_phase(conn, stack, options)
+            result["throughput"] = profile("throughput", lambda: throughput_phase(conn, stack, readings, options))
             result["churn"] = churn_phase(conn, stack, simulators, options)
             records = simulators.quit()
             simulators = None
@@ -555,7 +568,8 @@ def idle_phase(conn, readings: Readings, masters, options) -> tuple[dict, dict]:
     d = Readings.between(before, after)
     seconds = d["seconds"]
     services = d["cpu_cores"]["masters"] + d["cpu_cores"]["shared"] + d["cpu_cores"]["postgres"]
-    rates = {"statements": d["statements"] / seconds, "xacts": d["xacts"] / seconds}
+    rates = {"statements": d["statements"] / seconds, "xacts": d["xacts"] / seconds,
+             "task_statements": d["task_statements"] / seconds}
     return {
         "seconds": seconds,
         "cpu_share_of_core": services,
@@ -584,11 +598,17 @@ def dispatch_phase(conn, stack, readings: Readings, idle_rates: dict, options) -
     time.sleep(1.0)  # the completions' reports to Shared (outbox) are part of an order's cost
     d = Readings.between(before, readings.take())
     rows = conn.execute(
-        "SELECT extract(epoch FROM t.claimed_at - t.queued_at), extract(epoch FROM t.finished_at - t.queued_at),"
+        "SELECT /* bench */ extract(epoch FROM t.claimed_at - t.queued_at),"
+        " extract(epoch FROM t.finished_at - t.queued_at),"
         " extract(epoch FROM t.finished_at - o.created_at)"
         " FROM tasks t JOIN orders o ON o.id = t.order_id WHERE o.id > %s", (since,)
     ).fetchall()
     claimed, done, ordered = ([float(r[k]) * 1000 for r in rows] for k in range(3))
+    slowest = conn.execute(
+        "SELECT /* bench */ round(extract(epoch FROM t.claimed_at - t.queued_at) * 1000),"
+        " round(extract(epoch FROM t.finished_at - t.queued_at) * 1000), t.worker, t.claimed_at::text"
+        " FROM tasks t WHERE t.order_id > %s ORDER BY t.finished_at - t.queued_at DESC LIMIT 5", (since,)
+    ).fetchall()
     tasks = len(rows)
     return {
         "tasks": tasks,
@@ -598,19 +618,28 @@ def dispatch_phase(conn, stack, readings: Readings, idle_rates: dict, options) -
         "statements_per_task": (d["statements"] - idle_rates["statements"] * d["seconds"]) / tasks,
         "transactions_per_task": (d["xacts"] - idle_rates["xacts"] * d["seconds"]) / tasks,
         "statements_per_task_in_phase": d["statements"] / tasks,  # the idle fleet's included
+        # on the tasks table alone (split, claims, results): the task's own dispatch, not the order's intake,
+        # completion and report to Shared
+        "task_statements_per_task": (d["task_statements"] - idle_rates["task_statements"] * d["seconds"]) / tasks,
+        "slowest": [dict(zip(("queued_to_claimed_ms", "queued_to_done_ms", "worker", "claimed_at"), row))
+                    for row in slowest],
         "cpu_cores": d["cpu_cores"],
         "statements_by_query_per_task": {q: round(n / tasks, 2) for q, n in
                                          Counter(d["by_query"]).most_common(25)},
     }
 
 
-def throughput_phase(conn, stack, options) -> dict:
+def throughput_phase(conn, stack, readings: Readings, options) -> dict:
     since = max_order_id(conn)
     sizes = order_sizes(options.fleet_tasks, options.fruits_per_order)
-    started = post_orders(stack.shared_url, sizes, stack.client_headers)
-    finished = wait_orders(conn, since, len(sizes), timeout=max(300.0, options.fleet_tasks / 20))
+    before = readings.take()
+    with WaitSampler(stack.database_url) as waits:
+        started = post_orders(stack.shared_url, sizes, stack.client_headers)
+        finished = wait_orders(conn, since, len(sizes), timeout=max(300.0, options.fleet_tasks / 20))
+    d = Readings.between(before, readings.take())
     p50, p99 = conn.execute(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e), percentile_cont(0.99) WITHIN GROUP (ORDER BY e)"
+        "SELECT /* bench */ percentile_cont(0.5) WITHIN GROUP (ORDER BY e),"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY e)"
         " FROM (SELECT extract(epoch FROM finished_at - created_at) AS e FROM tasks WHERE order_id > %s) s",
         (since,),
     ).fetchone()
@@ -620,6 +649,10 @@ def throughput_phase(conn, stack, options) -> dict:
         "tasks_per_s": options.fleet_tasks / (finished - started),
         "latency_p50_ms": float(p50) * 1000,
         "latency_p99_ms": float(p99) * 1000,
+        "cpu_cores": d["cpu_cores"],
+        "statements_per_task": d["statements"] / options.fleet_tasks,
+        "http_requests_per_task": d["requests"] / options.fleet_tasks,
+        "postgres_backends_waiting": waits.mean_backends(),
     }
 
 
@@ -658,7 +691,8 @@ def churn_phase(conn, stack, simulators: Simulators, options) -> dict:
 
     def claimed_ms(low: int, high: int) -> list[float]:
         rows = conn.execute(
-            "SELECT extract(epoch FROM claimed_at - queued_at) FROM tasks WHERE order_id > %s AND order_id <= %s",
+            "SELECT /* bench */ extract(epoch FROM claimed_at - queued_at) FROM tasks"
+            " WHERE order_id > %s AND order_id <= %s",
             (low, high),
         ).fetchall()
         return [float(r[0]) * 1000 for r in rows]

@@ -447,6 +447,8 @@ def fleet_figures(options: Options) -> list[Figure]:
         ("dispatch.order_to_done_p99_ms", "  order posted -> result recorded p99", "ms", ""),
         ("dispatch.statements_per_task", "  database statements per one-fruit order, above idle", "stmt", "<= 5"),
         ("dispatch.statements_per_task_in_phase", "  same, idle fleet's included", "stmt", ""),
+        ("dispatch.task_statements_per_task", "  of which on the tasks table (split, claims, result)", "stmt",
+         ""),
         ("dispatch.transactions_per_task", "  database transactions per one-fruit order, above idle", "xact", ""),
         ("throughput.tasks_per_s", f"fleet throughput, {options.fleet_tasks:,} no-op tasks, {n} single-slot "
          "workers", "tasks/s", ">= 3000"),

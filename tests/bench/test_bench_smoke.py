@@ -124,6 +124,7 @@ def test_fleet_smoke_produces_every_fleet_figure(tmp_path):
         "fleet.dispatch.order_to_done_p99_ms",
         "fleet.dispatch.statements_per_task",
         "fleet.dispatch.statements_per_task_in_phase",
+        "fleet.dispatch.task_statements_per_task",
         "fleet.dispatch.transactions_per_task",
         "fleet.throughput.tasks_per_s",
         "fleet.throughput.latency_p50_ms",
