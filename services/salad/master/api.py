@@ -88,17 +88,18 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
                 break
             if gone is None:  # the worker hangs up (it is stopping): its claim stops waiting at once
                 gone = asyncio.ensure_future(request.receive())
-            leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=gone)  # a split's tasks
+            # woken (it claims), or handed a split's tasks
+            leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=gone)
             if gone.done():  # the worker gave up waiting: lease it nothing
                 if leased:
                     await run_in_threadpool(tasks.release_all, engine, leased)
                 return acks, []
             if not leased:
-                if time.monotonic() >= deadline - 0.001:  # its wait ran out: the worker's next long-poll claims if need be
+                if time.monotonic() >= deadline - 0.001:  # ran out: the next long-poll claims if need be
                     break
                 read_at = signal.fired
-                leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
-                                                 settings.task_timeout_seconds)
+                leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks,
+                                                 settings.lease_seconds, settings.task_timeout_seconds)
                 signal.claimed(len(leased), max_tasks, read_at, woken=True)
     finally:
         if gone is not None:

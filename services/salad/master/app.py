@@ -24,8 +24,8 @@ from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import QueueSignal, listen, probe
 
 SHARED_TIMEOUT_SECONDS = 10.0
-CONFIRM_ON_STOP_SECONDS = 2.0
-BEAT_FLUSH = 1.0  # seconds between writes of the workers' beats (registry.Beats)  # for the last split orders' confirmation to Shared
+CONFIRM_ON_STOP_SECONDS = 2.0  # for the last split orders' confirmation to Shared
+BEAT_FLUSH = 1.0  # seconds between writes of the workers' beats (registry.Beats)
 
 log = logging.getLogger(__name__)
 

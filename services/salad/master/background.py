@@ -32,7 +32,7 @@ OUTBOX_BATCH = 20
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
-CAPACITIES_MAX_AGE = 1.0  # seconds the live workers read for a hand-out plan are used: see Intake.live_workers
+CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Intake:
         self.rng = random.Random(settings.random_seed)
         self.unconfirmed: dict[int, None] = {}  # orders split, not yet confirmed to Shared (an ordered set)
         self.split_done = asyncio.Event()  # wakes accept_step
-        self.capacities: tuple[float, list[hand_out.Capacity]] = (-CAPACITIES_MAX_AGE, [])  # (read at, workers)
+        self.capacities: tuple[float, list[hand_out.Capacity]] = (-CAPACITIES_MAX_AGE, [])  # (at, workers)
 
     def execution_times(self, n: int) -> list[int]:
         """As in the seed: each fruit takes a random whole number of seconds in [min, max]."""

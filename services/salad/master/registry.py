@@ -25,7 +25,8 @@ def write_beats_statement():
     batch = json_rows(dict(name=String, slots=Integer, prefetch=Integer, busy=Integer, last_seen=DateTime))
     statement = postgresql.insert(Worker).from_select(
         ["name", "slots", "prefetch", "busy", "started_at", "last_seen"],
-        select(batch.c.name, batch.c.slots, batch.c.prefetch, batch.c.busy, batch.c.last_seen, batch.c.last_seen),
+        select(batch.c.name, batch.c.slots, batch.c.prefetch, batch.c.busy, batch.c.last_seen,
+               batch.c.last_seen),
     )
     new = statement.excluded
     return statement.on_conflict_do_update(

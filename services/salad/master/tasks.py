@@ -169,7 +169,7 @@ def split_in_one_statement():
             .returning(tasks_table.c.id, tasks_table.c.order_id, tasks_table.c.fruit, tasks_table.c.execution_time,
                        tasks_table.c.attempts, tasks_table.c.queued_at, tasks_table.c.priority,
                        tasks_table.c.hand_out_rank, tasks_table.c.lease_id,
-                     func.pg_notify(TASKS_CHANNEL, tasks_table.c.status)))
+                       func.pg_notify(TASKS_CHANNEL, tasks_table.c.status)))
 
 
 SPLIT = split_in_one_statement()

@@ -47,7 +47,7 @@ class QueueSignal:
     def __init__(self) -> None:
         self._waiting: dict[asyncio.Future, Waiting] = {}  # oldest first
         self.fired = 0  # how many times tasks were queued: see `wait`'s `since`
-        self._empty_at: int | None = None  # `fired` when a claim here last found fewer tasks than it asked for
+        self._empty_at: int | None = None  # `fired` when a claim here last found fewer tasks than asked
 
     @property
     def waiting(self) -> int:
@@ -82,8 +82,8 @@ class QueueSignal:
             self.wake(WAKE_MORE)
 
     def take(self, tasks: int | None = None) -> list[tuple[asyncio.Future, Waiting]]:
-        """Take waiting claims (the oldest), as many as `tasks` tasks fill (all with None), for a split to lease
-        tasks to. Each is then answered with `hand`, with its tasks or none (it then claims again)."""
+        """Take waiting claims (the oldest), as many as `tasks` tasks fill (all with None), for a split to
+        lease tasks to. Each is then answered with `hand`, with its tasks or none (it then claims again)."""
         taken, wanted = [], tasks
         for future, waiting in list(self._waiting.items()):
             if wanted is not None and wanted <= 0:
@@ -130,7 +130,8 @@ class QueueSignal:
 
 
 async def probe(signal: QueueSignal, interval: float = FALLBACK_POLL) -> None:
-    """While claims wait, wake one every `interval`: it claims, and finds tasks whose notification was lost."""
+    """While claims wait, wake one every `interval`: it claims, and finds tasks whose notification was
+    lost."""
     while True:
         await asyncio.sleep(interval)
         signal.wake(1)
