@@ -174,12 +174,14 @@ class SimWorker:
         deadline = time.monotonic() + 60
         while True:
             try:
-                status, content = await self.fleet.call("POST", f"{self.master}/v1/tasks/exchange", body, kind)
+                url = f"{self.master}/v1/tasks/exchange"
+                status, content = await self.fleet.call("POST", url, body, kind)
             except (self.fleet.aiohttp.ClientError, TimeoutError):
                 status, content = 0, b""
             if status == 200:
                 answer = json.loads(content)
-                lost = sum(1 for ack in answer["results"] if ack.get("lease_lost") or ack.get("status") is None)
+                lost = sum(1 for ack in answer["results"]
+                           if ack.get("lease_lost") or ack.get("status") is None)
                 if lost:
                     self.fleet.errors["result lease lost"] += lost
                 return answer["tasks"]
@@ -236,8 +238,8 @@ class SimWorker:
 
 
 async def simulate(args: argparse.Namespace) -> None:
-    """A process of the fleet: commands on stdin (`join N`, `leave N`, `fruit LOW HIGH`, `quit`), one line each;
-    prints `ready` when its first workers all wait, `ok` after each other command; its records to `--out`."""
+    """A process of the fleet: commands on stdin (`join N`, `leave N`, `fruit LOW HIGH`, `quit`), one line
+    each; prints `ready` when its first workers all wait, `ok` after each other command; its records to `--out`."""
     fleet = Fleet(args.masters.split(","), os.environ["FLEET_TOKEN"], args.prefix)
     await fleet.open()
     loop = asyncio.get_running_loop()
@@ -289,7 +291,8 @@ class Simulators:
         counts = [workers // processes + (i < workers % processes) for i in range(processes)]
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "FLEET_TOKEN": token,
-               "PYTHONPATH": os.pathsep.join([str(root / "services"), str(root), os.environ.get("PYTHONPATH", "")])}
+               "PYTHONPATH": os.pathsep.join([str(root / "services"), str(root),
+                                              os.environ.get("PYTHONPATH", "")])}
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.fleet", "simulate", "--masters", ",".join(masters),
@@ -313,7 +316,8 @@ class Simulators:
         finally:
             timer.cancel()
         if line != word:
-            raise RuntimeError(f"fleet process {process.pid} said {line!r}, not {word!r} (see {self.log_dir})")
+            raise RuntimeError(
+                f"fleet process {process.pid} said {line!r}, not {word!r} (see {self.log_dir})")
 
     def wait_ready(self) -> None:
         for process in self.processes:
@@ -369,7 +373,8 @@ class Readings:
         ).fetchone()[0]
         statements = self.conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%'"
+            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%'"
+            " AND s.query NOT LIKE '%%/* bench */%%'"
         ).fetchone()[0]
         task_statements = self.conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
@@ -422,7 +427,8 @@ def http_requests(stack) -> float:
 
 
 def connections(conn) -> tuple[int, int]:
-    """Client connections to the database (the pools' and LISTEN connections), and how many run a statement."""
+    """Client connections to the database (the pools' and LISTEN connections), and how many run a
+    statement."""
     total, active = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE state = 'active' AND query NOT LIKE 'LISTEN%%')"
         " FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
@@ -463,7 +469,8 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.2) -> None:
 
 def orders_final(conn, since: int) -> tuple[int, int, int]:
     return conn.execute(
-        "SELECT /* bench */ count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')"
+        "SELECT /* bench */ count(*), count(*) FILTER (WHERE status = 'completed'),"
+        " count(*) FILTER (WHERE status = 'failed')"
         " FROM orders WHERE id > %s", (since,)
     ).fetchone()
 
@@ -494,7 +501,8 @@ def fleet(infra, options, log_dir: Path) -> dict:
 
     from tests.postgres import PostgresCluster, create_database
 
-    cluster = PostgresCluster(settings={**PG_SETTINGS, "shared_preload_libraries": "pg_stat_statements"}).start()
+    settings = {**PG_SETTINGS, "shared_preload_libraries": "pg_stat_statements"}
+    cluster = PostgresCluster(settings=settings).start()
     simulators = None
     try:
         url = create_database(cluster.admin_url, "salad_fleet")
@@ -524,8 +532,9 @@ def fleet(infra, options, log_dir: Path) -> dict:
                 "fleet": lambda: sum(cpu_seconds(pid) for pid in simulators.pids),
             }
             simulators.wait_ready()
-            wait_for(lambda: conn.execute("SELECT /* bench */ count(*) FROM workers").fetchone()[0] >= options.fleet_workers,
-                     60, "every worker registered")
+            registered = "SELECT /* bench */ count(*) FROM workers"
+            wait_for(lambda: conn.execute(registered).fetchone()[0] >= options.fleet_workers, 60,
+                     "every worker registered")
             time.sleep(max(options.settle, CLAIM_WAIT if options.fleet_idle_seconds >= 30 else 1.0))
             readings = Readings(conn, stack, groups)
             result = {"workers": options.fleet_workers, "masters": len(masters)}
@@ -544,7 +553,8 @@ def fleet(infra, options, log_dir: Path) -> dict:
 
             result["idle"], idle_rates = profile("idle", lambda: idle_phase(conn, readings, masters, options))
             result["dispatch"] = dispatch_phase(conn, stack, readings, idle_rates, options)
-            result["throughput"] = profile("throughput", lambda: throughput_phase(conn, stack, readings, options))
+            result["throughput"] = profile(
+                "throughput", lambda: throughput_phase(conn, stack, readings, options))
             result["churn"] = churn_phase(conn, stack, simulators, options)
             records = simulators.quit()
             simulators = None
@@ -592,7 +602,8 @@ def dispatch_phase(conn, stack, readings: Readings, idle_rates: dict, options) -
     before = readings.take()
     with httpx.Client(timeout=30, headers=stack.client_headers) as client:
         for i in range(options.fleet_dispatch_orders):
-            client.post(f"{stack.shared_url}/v1/orders", json={"fruits": [FRUITS[i % len(FRUITS)]]}).raise_for_status()
+            fruits = [FRUITS[i % len(FRUITS)]]
+            client.post(f"{stack.shared_url}/v1/orders", json={"fruits": fruits}).raise_for_status()
             time.sleep(DISPATCH_SPACING)
     wait_orders(conn, since, options.fleet_dispatch_orders, timeout=120)
     time.sleep(1.0)  # the completions' reports to Shared (outbox) are part of an order's cost
@@ -620,7 +631,8 @@ def dispatch_phase(conn, stack, readings: Readings, idle_rates: dict, options) -
         "statements_per_task_in_phase": d["statements"] / tasks,  # the idle fleet's included
         # on the tasks table alone (split, claims, results): the task's own dispatch, not the order's intake,
         # completion and report to Shared
-        "task_statements_per_task": (d["task_statements"] - idle_rates["task_statements"] * d["seconds"]) / tasks,
+        "task_statements_per_task":
+            (d["task_statements"] - idle_rates["task_statements"] * d["seconds"]) / tasks,
         "slowest": [dict(zip(("queued_to_claimed_ms", "queued_to_done_ms", "worker", "claimed_at"), row))
                     for row in slowest],
         "cpu_cores": d["cpu_cores"],
@@ -741,4 +753,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["simulate"]:
         simulator_main(sys.argv[2:])
     else:
-        sys.exit("usage: python -m bench.fleet simulate ... (the scenario runs from `python -m bench --scenarios fleet`)")
+        sys.exit("usage: python -m bench.fleet simulate ...  (the scenario: python -m bench --scenarios fleet)")
