@@ -17,6 +17,11 @@ QUICK = {
     "scaling_tasks_per_worker": 20,
     "salads": 5,
     "history_tasks": 100_000,
+    "fleet_workers": 200,
+    "fleet_idle_seconds": 10.0,
+    "fleet_dispatch_orders": 20,
+    "fleet_tasks": 2_000,
+    "fleet_churn_seconds": 10.0,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -87,6 +92,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="extra setting for the history run only, e.g. the retention setting (repeatable)",
+    )
+    parser.add_argument("--fleet-workers", type=int, help="simulated workers of the fleet run (1000)")
+    parser.add_argument("--fleet-processes", type=int, help="processes simulating them (4)")
+    parser.add_argument("--fleet-masters", type=int, help="Master replicas of the fleet run (2)")
+    parser.add_argument("--fleet-idle-seconds", type=float, help="idle fleet measured this long (60)")
+    parser.add_argument("--fleet-dispatch-orders", type=int, help="one-fruit orders with the fleet waiting (100)")
+    parser.add_argument("--fleet-tasks", type=int, help="no-op tasks across the fleet's workers (20000)")
+    parser.add_argument(
+        "--fleet-churn-seconds", type=float, help="salads this long, then as long with churn (60)"
+    )
+    parser.add_argument(
+        "--fleet-churn-per-minute", type=int, help="workers leaving and as many joining per minute (100)"
     )
     parser.add_argument("--settle", type=float, help="seconds fresh workers get before a measurement (1.0)")
     parser.add_argument(

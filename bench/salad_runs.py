@@ -47,6 +47,14 @@ class Options:
     history_env: dict[str, str] = field(default_factory=dict)  # extra SALAD_* for the history run (retention)
     settle: float = 1.0  # seconds for fresh workers to reach their first long-poll before a measurement
     profile: bool = False
+    fleet_workers: int = 1_000  # simulated single-slot workers of the fleet run (bench/fleet.py)
+    fleet_processes: int = 4  # processes simulating them
+    fleet_masters: int = 2  # Master replicas
+    fleet_idle_seconds: float = 60.0
+    fleet_dispatch_orders: int = 100
+    fleet_tasks: int = 20_000
+    fleet_churn_seconds: float = 60.0  # salads this long as a reference, then as long again with churn
+    fleet_churn_per_minute: int = 100  # workers leaving (and as many joining) per minute
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import peer_runs, salad_runs, seed_baseline
+from bench import fleet, peer_runs, salad_runs, seed_baseline
 from bench.infra import Infra
 from bench.machine_check import STEAL_WARNING_PERCENT, StealMeter, python_workload_ms
 from bench.profiler import Profiler
 from bench.salad_runs import MAKESPAN_SCALE, MAKESPAN_WORKERS, Options
 
-SCENARIOS = ("throughput", "peers", "history", "dispatch", "scaling", "makespan")
+SCENARIOS = ("throughput", "peers", "history", "dispatch", "scaling", "makespan", "fleet")
 
 
 def run_suite(
@@ -116,6 +116,8 @@ def repetition(
             steps.append((name, functools.partial(call, infra, options, logs / name)))
     if "makespan" in scenarios:
         steps.append(("seed_baseline", lambda: seed_makespan(options, logs / "seed-baseline")))
+    if "fleet" in scenarios:
+        steps.append(("fleet", functools.partial(fleet.fleet, infra, options, logs / "fleet")))
 
     run: dict = {}
     workload_ms, repetition_steal = python_workload_ms(), StealMeter()
@@ -421,7 +423,48 @@ def figure_list(scenarios: tuple[str, ...], peers: tuple[str, ...], options: Opt
                 dig("makespan", "optimum_ratio"),
             ),
         ]
+    if "fleet" in scenarios:
+        f += fleet_figures(options)
     return f
+
+
+def fleet_figures(options: Options) -> list[Figure]:
+    n = f"{options.fleet_workers:,}"
+    rows = [
+        ("idle.cpu_share_of_core", f"fleet, {n} idle workers, {options.fleet_masters} Masters: CPU of Masters + "
+         "Shared + PostgreSQL", "cores", "<= 0.20"),
+        ("idle.http_requests_per_s", "  HTTP requests", "req/s", ""),
+        ("idle.pg_transactions_per_s", "  PostgreSQL transactions", "xact/s", ""),
+        ("idle.pg_statements_per_s", "  PostgreSQL statements", "stmt/s", ""),
+        ("idle.master_rss_mib", "  Master RSS with the open long-polls (largest)", "MiB", "<= 200"),
+        ("idle.pg_connections_max", "  PostgreSQL connections open (max)", "conn", "bounded by the pools"),
+        ("idle.pg_connections_active_max", "  PostgreSQL connections running a statement (max)", "conn", ""),
+        ("dispatch.queued_to_claimed_p50_ms", f"fleet dispatch, {n} waiting: queued -> claimed p50", "ms", "<= 5"),
+        ("dispatch.queued_to_claimed_p99_ms", "  queued -> claimed p99", "ms", "<= 25"),
+        ("dispatch.queued_to_done_p50_ms", "  queued -> result recorded p50", "ms", "<= 5"),
+        ("dispatch.queued_to_done_p99_ms", "  queued -> result recorded p99", "ms", "<= 25"),
+        ("dispatch.order_to_done_p50_ms", "  order posted -> result recorded p50", "ms", ""),
+        ("dispatch.order_to_done_p99_ms", "  order posted -> result recorded p99", "ms", ""),
+        ("dispatch.statements_per_task", "  database statements per one-fruit order, above idle", "stmt", "<= 5"),
+        ("dispatch.statements_per_task_in_phase", "  same, idle fleet's included", "stmt", ""),
+        ("dispatch.task_statements_per_task", "  of which on the tasks table (split, claims, result)", "stmt",
+         ""),
+        ("dispatch.transactions_per_task", "  database transactions per one-fruit order, above idle", "xact", ""),
+        ("throughput.tasks_per_s", f"fleet throughput, {options.fleet_tasks:,} no-op tasks, {n} single-slot "
+         "workers", "tasks/s", ">= 3000"),
+        ("throughput.latency_p50_ms", "  task latency created -> finished p50", "ms", ""),
+        ("throughput.latency_p99_ms", "  task latency p99", "ms", ""),
+        ("churn.steady_queued_to_claimed_p99_ms", f"fleet churn, salads: queued -> claimed p99, no churn",
+         "ms", ""),
+        ("churn.churn_queued_to_claimed_p99_ms", f"  same, {options.fleet_churn_per_minute} workers leaving and "
+         "joining per minute", "ms", "unchanged"),
+        ("churn.workers_left", "  workers that left (as many joined)", "workers", ""),
+        ("churn.tasks_lost", "  tasks lost", "tasks", "0"),
+        ("churn.tasks_run_twice", "  tasks run twice", "tasks", "0"),
+        ("churn.leases_expired", "  leases expired (requeued)", "tasks", ""),
+    ]
+    return [Figure(f"fleet.{key}", label, unit, target, dig("fleet", *key.split(".")))
+            for key, label, unit, target in rows]
 
 
 def percent(value: float | None) -> float | None:

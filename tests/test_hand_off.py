@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
-from salad.master.wakeup import QueueSignal, Waiting
+from salad.master.wakeup import WAKE_BATCH, WAKE_MORE, QueueSignal, Waiting
 
 
 def new_order(order_id: int, times: list[int], ranks: list[int], priority: int = 0) -> tasks.NewOrder:
@@ -109,3 +109,67 @@ def test_tasks_queued_while_a_claim_read_the_queue_wake_its_wait_at_once():
     woken, took, waited = asyncio.run(scenario())
     assert woken == [] and took < 0.04, "claims again at once, not at the next fallback poll"
     assert waited >= 0.04
+
+
+def test_queued_tasks_wake_a_few_waiting_claims_not_all():
+    async def scenario():
+        signal = QueueSignal()
+        waiting = [asyncio.create_task(signal.wait(5, f"w{i}", 1)) for i in range(WAKE_BATCH + 3)]
+        await asyncio.sleep(0)
+        signal.fire()
+        await asyncio.sleep(0)
+        woken = [w for w in waiting if w.done()]
+        left = signal.waiting
+        signal.wake(len(waiting))
+        await asyncio.gather(*waiting)
+        return len(woken), left
+
+    assert asyncio.run(scenario()) == (WAKE_BATCH, 3)
+
+
+def test_a_woken_claim_that_fills_up_wakes_more_and_one_left_short_marks_the_queue_empty():
+    async def scenario():
+        signal = QueueSignal()
+        waiting = [asyncio.create_task(signal.wait(5, f"w{i}", 1)) for i in range(5)]
+        await asyncio.sleep(0)
+        read_at = signal.fired
+        signal.claimed(1, 1, read_at, woken=True)  # full: more may be queued
+        await asyncio.sleep(0)
+        more = sum(w.done() for w in waiting)
+        signal.claimed(0, 1, read_at, woken=True)  # short: the queue was empty then
+        empty = signal.known_empty(read_at)
+        signal.fire()  # tasks queued since: no longer known empty
+        stale = signal.known_empty(read_at) or signal.known_empty(signal.fired)
+        signal.wake(5)
+        await asyncio.gather(*waiting)
+        return more, empty, stale
+
+    assert asyncio.run(scenario()) == (WAKE_MORE, True, False)
+
+
+def test_a_split_takes_only_the_waiting_claims_its_fruits_fill():
+    async def scenario():
+        signal = QueueSignal()
+        waiting = [asyncio.create_task(signal.wait(5, f"w{i}", 2)) for i in range(4)]
+        await asyncio.sleep(0)
+        taken = signal.take(3)
+        for future, _ in taken:
+            signal.hand(future, [])
+        left = signal.waiting
+        signal.wake(4)
+        await asyncio.gather(*waiting)
+        return [w.worker for _, w in taken], left
+
+    assert asyncio.run(scenario()) == (["w0", "w1"], 2)
+
+
+def test_a_claim_whose_worker_hung_up_stops_waiting_at_once():
+    async def scenario():
+        signal = QueueSignal()
+        gone = asyncio.get_running_loop().create_future()
+        waiting = asyncio.create_task(signal.wait(5, "w1", 1, gone=gone))
+        await asyncio.sleep(0)
+        gone.set_result({"type": "http.disconnect"})
+        return await asyncio.wait_for(waiting, 1), signal.take()
+
+    assert asyncio.run(scenario()) == ([], [])

@@ -1,5 +1,6 @@
 """Master's worker API (/v1): claim with long-poll, heartbeat, result, release; the worker registry."""
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -74,21 +75,36 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
     max_tasks = min(max_tasks, settings.max_tasks_per_claim)
     deadline = time.monotonic() + min(wait, settings.max_claim_wait)
     read_at = signal.fired  # tasks queued while the queue is read below wake this claim's wait at once
-    acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
-                                           settings.lease_seconds, settings.task_timeout_seconds)
-    while not leased and max_tasks:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        leased = await signal.wait(remaining, worker, max_tasks, since=read_at)  # a split's tasks, if one did
-        if await request.is_disconnected():  # the worker gave up waiting (it is stopping): lease it nothing
-            if leased:
-                await run_in_threadpool(tasks.release_all, engine, leased)
-            return acks, []
-        if not leased:
-            read_at = signal.fired
-            leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks, settings.lease_seconds,
-                                             settings.task_timeout_seconds)
+    if results or not max_tasks or not signal.known_empty(read_at):
+        acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
+                                               settings.lease_seconds, settings.task_timeout_seconds)
+        signal.claimed(len(leased), max_tasks, read_at)
+    else:  # an idle worker's long-poll: nothing queued since a claim here found the queue short
+        acks, leased = [], []
+    gone = None
+    try:
+        while not leased and max_tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if gone is None:  # the worker hangs up (it is stopping): its claim stops waiting at once
+                gone = asyncio.ensure_future(request.receive())
+            # woken (it claims), or handed a split's tasks
+            leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=gone)
+            if gone.done():  # the worker gave up waiting: lease it nothing
+                if leased:
+                    await run_in_threadpool(tasks.release_all, engine, leased)
+                return acks, []
+            if not leased:
+                if time.monotonic() >= deadline - 0.001:  # ran out: the next long-poll claims if need be
+                    break
+                read_at = signal.fired
+                leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks,
+                                                 settings.lease_seconds, settings.task_timeout_seconds)
+                signal.claimed(len(leased), max_tasks, read_at, woken=True)
+    finally:
+        if gone is not None:
+            gone.cancel()
     return acks, leased
 
 
@@ -118,15 +134,19 @@ def release(task_id: TaskId, body: LeaseRef, request: Request):
 
 
 @router.put("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
-def check_in_worker(name: Annotated[WorkerName, Path()], body: WorkerCheckIn, request: Request) -> None:
+async def check_in_worker(name: Annotated[WorkerName, Path()], body: WorkerCheckIn, request: Request) -> None:
     """A worker says it is alive, with its slots, its prefetch and how many slots are busy."""
-    registry.check_in(request.app.state.engine, name, body.slots, body.busy, body.prefetch)
+    check_ins = request.app.state.check_ins
+    if check_ins.first(name):
+        await run_in_threadpool(check_ins.write_now, name, body.slots, body.busy, body.prefetch)
+    else:
+        check_ins.note(name, body.slots, body.busy, body.prefetch)  # written with the others' within a second
 
 
 @router.delete("/workers/{name}", status_code=204, tags=["workers"], dependencies=WORKER)
 def worker_leaves(name: Annotated[WorkerName, Path()], request: Request) -> None:
     """A worker shuts down cleanly."""
-    registry.forget(request.app.state.engine, name)
+    request.app.state.check_ins.forget(name)
 
 
 @router.get("/workers", response_model=list[WorkerPublic], tags=["operators"], dependencies=CLIENT)

@@ -5,6 +5,7 @@ import logging
 from contextlib import asynccontextmanager, suppress
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -20,10 +21,11 @@ from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
 from salad.master.tasks import PLANNER, prune_finished
-from salad.master.wakeup import QueueSignal, listen
+from salad.master.wakeup import QueueSignal, listen, probe
 
 SHARED_TIMEOUT_SECONDS = 10.0
 CONFIRM_ON_STOP_SECONDS = 2.0  # for the last split orders' confirmation to Shared
+CHECK_IN_FLUSH = 1.0  # seconds between writes of the workers' check-ins (registry.CheckIns)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ class QueueCollector:
             yield GaugeMetricFamily(name, help_text, value=value)
 
 
+def flush_check_ins(check_ins: registry.CheckIns, ttl_seconds: float):
+    async def step() -> bool:
+        await to_thread.run_sync(check_ins.flush, ttl_seconds)
+        return False
+
+    return step
+
+
 def build_app() -> FastAPI:
     settings = master_settings()
     engine = make_engine(settings.database_url, settings.db_pool_size, planner=PLANNER)
@@ -57,6 +67,7 @@ def build_app() -> FastAPI:
     async def lifespan(app: FastAPI):
         signal, order_placed = QueueSignal(), asyncio.Event()
         app.state.signal = signal
+        check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT_SECONDS, headers=headers)
@@ -66,11 +77,13 @@ def build_app() -> FastAPI:
             every(settings.intake_interval, intake.accept_step, "intake confirmation", wake=intake.split_done),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
             every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
+            every(CHECK_IN_FLUSH, flush_check_ins(check_ins, settings.worker_ttl_seconds),
+                  "worker check-ins"),
         ]
         if settings.retention_seconds:
             pruning = retention(engine, settings, prune_finished, "orders' tasks")
             loops.append(every(settings.prune_interval, pruning, "retention"))
-        loops.append(listen(settings.database_url, signal, order_placed))
+        loops += [listen(settings.database_url, signal, order_placed), probe(signal)]
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
         freeze_startup_objects()
@@ -83,6 +96,8 @@ def build_app() -> FastAPI:
             await asyncio.gather(*running, return_exceptions=True)
             with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
                 await asyncio.wait_for(intake.confirm_all(), CONFIRM_ON_STOP_SECONDS)
+            with suppress(Exception):  # else the workers' next check-ins, within seconds, say it again
+                await to_thread.run_sync(check_ins.flush, settings.worker_ttl_seconds)
             await async_shared.close()
             sync_shared.close()
             engine.dispose()
@@ -90,6 +105,7 @@ def build_app() -> FastAPI:
     app = create_app("master", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Master", version=__version__, lifespan=lifespan)
     app.state.engine = engine
+    app.state.check_ins = registry.CheckIns(engine)
     app.state.settings = settings
     app.state.tokens = Tokens(client=settings.client_token, worker=settings.worker_token,
                               master=settings.master_token)

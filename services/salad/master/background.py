@@ -7,6 +7,7 @@ piece of work twice.
 import asyncio
 import logging
 import random
+import time
 from datetime import timedelta
 from itertools import islice
 
@@ -34,6 +35,7 @@ PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Sha
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
 
 DUE_REPORTS = select(Outbox).from_statement(SQL.due_reports)  # as ORM objects, which the relay marks
 
@@ -50,6 +52,7 @@ class Intake:
         self.rng = random.Random(settings.random_seed)
         self.unconfirmed: dict[int, None] = {}  # orders split, not yet confirmed to Shared (an ordered set)
         self.split_done = asyncio.Event()  # wakes accept_step
+        self.capacities: tuple[float, list[hand_out.Capacity]] = (-CAPACITIES_MAX_AGE, [])  # (at, workers)
 
     def execution_times(self, n: int) -> list[int]:
         """As in the seed: each fruit takes a random whole number of seconds in [min, max]."""
@@ -58,37 +61,47 @@ class Intake:
         return [self.rng.randint(low, high) for _ in range(n)]
 
     async def step(self) -> bool:
-        # the live workers, for the hand-out plan, are read while Shared answers: not on a salad's way
-        answer, workers = await asyncio.gather(
-            send(self.http, "POST", f"{self.shared_url}/internal/v1/intake/claim", {"limit": INTAKE_BATCH}),
-            to_thread.run_sync(registry.capacities, self.engine, self.settings.worker_ttl_seconds))
+        answer = await send(self.http, "POST", f"{self.shared_url}/internal/v1/intake/claim",
+                            {"limit": INTAKE_BATCH})
         answer.raise_for_status("intake")
         orders = IntakeBatch.model_validate_json(answer.content).orders
         if not orders:
             return False
-        takers = self.signal.take()
+        fruits = sum(len(o.fruits) for o in orders)
+        takers = self.signal.take(fruits)  # as many waiting claims as these fruits fill; the others wait on
         handed = [[] for _ in takers]
         try:
-            handed = await to_thread.run_sync(self.split, orders, workers, [waiting for _, waiting in takers])
+            handed = await to_thread.run_sync(self.split, orders, [waiting for _, waiting in takers])
         finally:  # split or not, every claim taken is answered (with no task, it claims again)
             unwanted = []  # leased to a claim that stopped waiting meanwhile (its worker left)
             for (future, _), leased in zip(takers, handed, strict=True):
                 if not self.signal.hand(future, leased):
                     unwanted += leased
-            self.signal.fire()
+            if sum(map(len, handed)) < fruits:  # some are queued (or the split failed): wake claims for them
+                self.signal.fire()
         if unwanted:
             await to_thread.run_sync(tasks.release_all, self.engine, unwanted)
         self.unconfirmed.update(dict.fromkeys(o.id for o in orders))  # one handed out again is listed once
         self.split_done.set()
         return len(orders) == INTAKE_BATCH
 
-    def split(self, orders: list[IntakeOrder], workers: list[hand_out.Capacity],
-              takers: list[Waiting]) -> list[list[LeasedTask]]:
+    def live_workers(self) -> list[hand_out.Capacity]:
+        """The live workers' capacities, read at most every CAPACITIES_MAX_AGE: with a thousand workers a
+        read costs Master milliseconds, and the plan needs only their rough shape."""
+        read_at, workers = self.capacities
+        if time.monotonic() - read_at > CAPACITIES_MAX_AGE:
+            workers = registry.capacities(self.engine, self.settings.worker_ttl_seconds)
+            self.capacities = (time.monotonic(), workers)
+        return workers
+
+    def split(self, orders: list[IntakeOrder], takers: list[Waiting]) -> list[list[LeasedTask]]:
         """Draw each fruit's time, plan the hand-out for the live workers, and store the tasks, the first
-        leased to the claims waiting here (`takers`). Returns the tasks leased to each."""
+        leased to the claims waiting here (`takers`). Returns the tasks leased to each. The live workers are
+        read only for an order worth planning (one fruit, or all of one time, go longest first alike)."""
         batch = []
         for o in orders:
             times = self.execution_times(len(o.fruits))
+            workers = self.live_workers() if hand_out.worth_planning(times) else []
             batch.append(tasks.NewOrder(o.id, o.fruits, times, o.priority, o.created_at,
                                         hand_out_ranks=hand_out.plan(times, workers)))
         settings = self.settings

@@ -40,9 +40,10 @@ FROM json_to_recordset(CAST(:batch AS json)) AS r(order_id bigint, position inte
 JOIN new_orders ON new_orders.order_id = r.order_id
 -- pg_notify per task row: PostgreSQL sends identical notifications of a transaction once, at its commit,
 -- so the claims waiting on every Master wake as the tasks become visible (a NOTIFY statement after this one
--- would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL.
+-- would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL; the payload is the task's
+-- status, so tasks the split leased itself ('running') wake no claim anywhere.
 RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
-          tasks.priority, tasks.hand_out_rank, tasks.lease_id, pg_notify('salad_tasks', '');
+          tasks.priority, tasks.hand_out_rank, tasks.lease_id, pg_notify('salad_tasks', tasks.status);
 
 
 -- Claims ------------------------------------------------------------------------------------------------
@@ -254,14 +255,21 @@ FOR UPDATE SKIP LOCKED;
 
 -- Worker registry ---------------------------------------------------------------------------------------
 
--- name: check_in_worker
--- A worker says it is alive, with its capacity (slots, prefetch) and load (busy): inserted the first time,
--- updated after. Not a task's lease heartbeat: this one only feeds /v1/workers, the live-worker gauge and
--- the hand-out plan.
+-- name: check_in_workers
+-- Workers say they are alive, with their capacity (slots, prefetch) and load (busy): inserted the first
+-- time, updated after. A replica writes the check-ins it received together, one statement a second
+-- (master/registry.py CheckIns), :batch a JSON list of {name, slots, prefetch, busy, last_seen}. Not a
+-- task's lease heartbeat: this only feeds /v1/workers, the live-worker gauge and the hand-out plan.
 INSERT INTO workers (name, slots, prefetch, busy, started_at, last_seen)
-VALUES (:name, :slots, :prefetch, :busy, :now, :now)
+SELECT r.name, r.slots, r.prefetch, r.busy, r.last_seen, r.last_seen
+FROM json_to_recordset(CAST(:batch AS json))
+     AS r(name text, slots integer, prefetch integer, busy integer, last_seen timestamptz)
 ON CONFLICT (name) DO UPDATE
-SET slots = :slots, prefetch = :prefetch, busy = :busy, last_seen = :now;
+SET slots = excluded.slots, prefetch = excluded.prefetch, busy = excluded.busy, last_seen = excluded.last_seen;
+
+-- name: live_capacities
+-- The live workers' slots and prefetch, in name order: what an order's hand-out is planned for.
+SELECT workers.slots, workers.prefetch FROM workers WHERE workers.last_seen >= :since ORDER BY workers.name;
 
 -- name: forget_worker
 -- A worker leaving cleanly.

@@ -1,19 +1,28 @@
 """Wakes long-polling claims the moment tasks are queued, and the intake the moment an order is placed.
 
 Each replica keeps one LISTEN connection (PostgreSQL); a split or requeue here also wakes local waiters
-at once, and a split here leases its first tasks to them directly. Waiters still re-check every
-FALLBACK_POLL seconds (the intake every intake_interval), so a lost notification costs latency, never a task.
+at once, and a split here leases its first tasks to them directly. A notification wakes a few waiting claims,
+not all of them: each that fills up wakes two more, so a large batch of tasks still reaches every waiting
+worker, while one task costs a few claims whatever the number of workers waiting. An idle worker costs no
+database work: a long-poll that finds the queue known empty (a claim here found it short, and no task was
+queued since) waits without a claim, and waiting claims are not polled one by one. Instead, every
+FALLBACK_POLL seconds while claims wait, one of them claims again: a lost notification costs latency, never a
+task.
 """
 
 import asyncio
 import logging
+from itertools import islice
 from typing import NamedTuple
 
 import psycopg
 
 from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, libpq_url
 
-FALLBACK_POLL = 1.0  # seconds
+FALLBACK_POLL = 1.0  # seconds between a replica's probes of the queue while claims wait (one claim, not all)
+WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up wakes WAKE_MORE more
+WAKE_MORE = 2
+LEASED_ONLY = "running"  # the payload of a split's notification for tasks it leased itself: nobody to wake
 RECONNECT_DELAY = 1.0  # seconds
 
 log = logging.getLogger(__name__)
@@ -27,8 +36,8 @@ class Waiting(NamedTuple):
 
 
 class QueueSignal:
-    """The claims waiting on this replica: woken when tasks are queued, or taken by a split to hand them its
-    tasks directly (Intake).
+    """The claims waiting on this replica: a few woken when tasks are queued, or taken by a split to hand them
+    its tasks directly (Intake).
 
     A split that leases its first tasks to the waiting claims in its own statement spares each of them a
     claim of its own after the wake-up: on the 2-core benchmark machine those claims, run at once in the
@@ -36,22 +45,54 @@ class QueueSignal:
     """
 
     def __init__(self) -> None:
-        self._waiting: dict[asyncio.Future, Waiting] = {}
+        self._waiting: dict[asyncio.Future, Waiting] = {}  # oldest first
         self.fired = 0  # how many times tasks were queued: see `wait`'s `since`
+        self._empty_at: int | None = None  # `fired` when a claim here last found fewer tasks than asked
 
-    def fire(self) -> None:
-        """Wake every waiting claim: it claims again."""
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def fire(self, wake: int = WAKE_BATCH) -> None:
+        """Tasks were queued: wake `wake` waiting claims (the oldest); they claim."""
         self.fired += 1
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting:
+        self.wake(wake)
+
+    def wake(self, count: int) -> None:
+        """Wake `count` waiting claims without news of queued tasks (a probe, or more after a full claim)."""
+        for future in list(islice(self._waiting, count)):
+            del self._waiting[future]
             if not future.done():
                 future.set_result([])
 
-    def take(self) -> list[tuple[asyncio.Future, Waiting]]:
-        """Take the waiting claims, for a split to lease tasks to. Each is then answered with `hand`, with its
-        tasks or none (it then claims again)."""
-        waiting, self._waiting = self._waiting, {}
-        return list(waiting.items())
+    def known_empty(self, read_at: int) -> bool:
+        """Did a claim here find the queue short, with no task queued since `read_at` (`fired` then)?"""
+        return self._empty_at == read_at == self.fired
+
+    def claimed(self, leased: int, asked: int, read_at: int, woken: bool = False) -> None:
+        """What a claim that read the queue at `read_at` got: short, the queue was empty then; full, more may
+        be queued, so a woken claim wakes WAKE_MORE others (a split of many tasks reaches every waiter so)."""
+        if not asked:
+            return
+        if leased < asked:
+            self._empty_at = read_at
+            return
+        self._empty_at = None
+        if woken:
+            self.wake(WAKE_MORE)
+
+    def take(self, tasks: int | None = None) -> list[tuple[asyncio.Future, Waiting]]:
+        """Take waiting claims (the oldest), as many as `tasks` tasks fill (all with None), for a split to
+        lease tasks to. Each is then answered with `hand`, with its tasks or none (it then claims again)."""
+        taken, wanted = [], tasks
+        for future, waiting in list(self._waiting.items()):
+            if wanted is not None and wanted <= 0:
+                break
+            del self._waiting[future]
+            taken.append((future, waiting))
+            if wanted is not None:
+                wanted -= waiting.max_tasks
+        return taken
 
     @staticmethod
     def hand(future: asyncio.Future, leased: list) -> bool:
@@ -61,19 +102,22 @@ class QueueSignal:
         future.set_result(leased)
         return True
 
-    async def wait(self, timeout: float, worker: str, max_tasks: int, since: int | None = None) -> list:
-        """Wait until tasks are queued (returns []: claim them) or a split leases some to this claim (returns
-        them); at most `timeout`, and FALLBACK_POLL.
+    async def wait(self, timeout: float, worker: str, max_tasks: int, since: int | None = None,
+                   gone: asyncio.Future | None = None) -> list:
+        """Wait until woken (returns []: claim) or a split leases tasks to this claim (returns them); at most
+        `timeout`, or until `gone` is done (the caller hung up).
 
         `since`: `fired` when the caller last read the queue. Tasks queued after that read, before this wait,
-        woke nobody: it then returns [] at once instead of leaving them queued until FALLBACK_POLL.
+        woke nobody: it then returns [] at once instead of leaving them queued until a probe.
         """
         if since is not None and since != self.fired:
             return []
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiting[future] = Waiting(worker, max_tasks)
-        expiry = loop.call_later(min(timeout, FALLBACK_POLL), self._expire, future)
+        expiry = loop.call_later(timeout, self._expire, future)
+        if gone is not None:
+            gone.add_done_callback(lambda _: self._expire(future))
         try:
             return await future
         finally:
@@ -83,6 +127,14 @@ class QueueSignal:
     def _expire(self, future: asyncio.Future) -> None:
         if self._waiting.pop(future, None) is not None:  # not taken by a split, which will answer it
             future.set_result([])
+
+
+async def probe(signal: QueueSignal, interval: float = FALLBACK_POLL) -> None:
+    """While claims wait, wake one every `interval`: it claims, and finds tasks whose notification was
+    lost."""
+    while True:
+        await asyncio.sleep(interval)
+        signal.wake(1)
 
 
 async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
@@ -97,7 +149,7 @@ async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asy
                 async for note in conn.notifies():
                     if note.channel == ORDERS_CHANNEL:
                         order_placed.set()
-                    else:
+                    elif note.payload != LEASED_ONLY:
                         tasks_queued.fire()
         except asyncio.CancelledError:
             raise
