@@ -58,7 +58,7 @@ def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = 
 
 def ping_when_idle(engine: Engine) -> None:
     """Ping a pooled connection before use only when it has been idle PING_AFTER_IDLE or longer (as HikariCP
-    does): `pool_pre_ping` pays a round trip on every checkout, ~1 ms of the dispatch latency here. A dead
+    does): `pool_pre_ping` pays a round trip on every checkout, on every task's way. A dead
     one found so renews the whole pool, as pre-ping does. One used this recently that died since fails its
     first statement instead (nothing is committed: a 503 to the caller, or a background loop's step retried,
     or the work run again by `again_if_disconnected`) and SQLAlchemy then renews the pool."""

@@ -1,9 +1,8 @@
 """Calls between the services on aiohttp, where a call is on every salad's or fruit's way.
 
-Not httpx (kept for the CLI and the calls off those paths): on the 2-core benchmark machine a worker's
-exchange, 50 ms apart, cost the client 4.6 ms of CPU through httpx's pure-Python request path and 1.6 ms
-through aiohttp, and took 12.5 ms against 8.5 (`python -m bench.roundtrip`). A worker makes one or two
-calls per fruit; Master two per batch of orders it takes from Shared.
+Not httpx (kept for the CLI and the calls off those paths): its pure-Python request path costs the client
+several times aiohttp's CPU per call (`python -m bench.roundtrip` measures both), and a worker makes one or
+two calls per fruit; Master two per batch of orders it takes from Shared.
 """
 
 from dataclasses import dataclass

@@ -141,9 +141,8 @@ class RequestMetrics:
 
 def freeze_startup_objects() -> None:
     """Hide what start-up allocated (modules, the app, pools: most of the heap) from the garbage collector,
-    for good: else each full collection walks all of it. On the 2-core benchmark machine one paused Master
-    for 178 ms, and a worker for 100-240 ms, in the middle of salads (ad hoc, timed with gc.callbacks).
-    Objects made later are collected as usual."""
+    for good: else each full collection walks all of it, pausing a service in the middle of salads. Objects
+    made later are collected as usual."""
     gc.freeze()
 
 

@@ -112,7 +112,7 @@ class Intake:
         """Confirm split orders to Shared, which then no longer hands them out, ACCEPT_LINGER after a split.
 
         Sent at once, its HTTP call held the event loop and the GIL just when the claims the split woke needed
-        them (traced in the dispatch benchmark: 3.9 ms from wake-up to claim, 1 ms with the call deferred).
+        them.
         Orders split meanwhile go in the same call. One not confirmed (Master stopped, Shared unreachable) is
         handed out again when its intake lease expires; the split then skips it and it is confirmed again.
         """

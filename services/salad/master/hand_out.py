@@ -4,10 +4,8 @@ A salad is ready when its last fruit is, and Master knows every fruit's time whe
 Longest first is the classic rule, but a worker that holds fruits ahead (`SALAD_PREFETCH`) takes its next
 fruit when it starts one, not when it is free: at the end of a salad one worker can still hold a fruit
 while another sits idle. So for a small order Master plays the live workers' claims through for a
-candidate order and swaps pairs of fruits while that makes the salad finish sooner. On the makespan
-benchmark's 20 seed-style salads (10 fruits of 4-20 s, 3 workers each holding one fruit ahead) this model
-gives 1.10 of the lower bound with longest first and 1.014 planned (an optimal schedule: 1.010); the runs
-are in bench/RESULTS.md.
+candidate order and swaps pairs of fruits while that makes the salad finish sooner (the makespan
+benchmark compares both with the lower bound).
 The plan takes the workers as free when the order is split, as they are for a client ordering one salad
 at a time; behind other orders' fruits it is an informed guess, as longest first is.
 """

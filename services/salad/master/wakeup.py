@@ -40,8 +40,7 @@ class QueueSignal:
     its tasks directly (Intake).
 
     A split that leases its first tasks to the waiting claims in its own statement spares each of them a
-    claim of its own after the wake-up: on the 2-core benchmark machine those claims, run at once in the
-    thread pool, answered the last worker 10-15 ms after the split.
+    claim of its own after the wake-up, which, run at once in the thread pool, made the last worker wait.
     """
 
     def __init__(self) -> None:

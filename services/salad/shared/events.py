@@ -7,8 +7,7 @@ database, and one call to Master).
 A stream ends when its client leaves, and at once on SIGTERM (sse-starlette watches uvicorn's exit
 signal), so Shared still stops within seconds while pages are open; their EventSource reconnects.
 Both need the client token; EventSource cannot send headers, so `?access_token=` is accepted here too.
-Each open stream holds a connection, a file descriptor and its buffers (1,000 took Shared from 104 to 153 MiB
-and 1,026 descriptors), so a process serves at most SALAD_MAX_EVENT_STREAMS at once, and at most
+Each open stream holds a connection, a file descriptor and its buffers, so a process serves at most SALAD_MAX_EVENT_STREAMS at once, and at most
 SALAD_MAX_EVENT_STREAMS_PER_TOKEN opened with one token; past them a stream gets 503 with Retry-After.
 """
 
