@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib
+from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib, status_mib
 from bench.profiler import Profiler
 from bench.salad_runs import FRUITS, WaitSampler, order_sizes, percentile, post_orders
 
@@ -438,13 +438,8 @@ def connections(conn) -> tuple[int, int]:
 
 
 def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    """VmRSS: the process's resident memory now (the long-polls open), not its peak."""
+    return status_mib(pid, "VmRSS")
 
 
 def postgres_cpu_seconds(cluster) -> float:

@@ -132,15 +132,20 @@ def children_of(pid: int) -> list[int]:
 
 
 # --- /proc readings ------------------------------------------------------------------------------
-def peak_rss_mib(pid: int) -> float | None:
-    """VmHWM: the process's peak resident memory so far."""
+def status_mib(pid: int, field: str) -> float | None:
+    """A memory line of /proc/<pid>/status (VmRSS, VmHWM...) in MiB; None once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM: the process's peak resident memory so far."""
+    return status_mib(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:
