@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from pydantic import ValidationError
 from salad.core.db import make_engine, sqlalchemy_url
+from salad.core.settings import MasterSettings
 from salad.master import tasks
 from salad.master.background import Reaper
 from salad.master.wakeup import QueueSignal, Waiting
@@ -75,3 +77,9 @@ def test_a_pass_after_every_reaper_was_silent_for_over_half_a_lease_extends_the_
     reaper_step(reaper)
     assert task_states(postgres_url) == [("queued", None, None, ["lease expired on worker w1"])] * 2
 
+
+def test_master_refuses_a_reaper_slower_than_half_a_lease():
+    """Every pass would find a silence of half a lease, and extend the leases instead of reaping them."""
+    with pytest.raises(ValidationError, match=r"SALAD_REAPER_INTERVAL \(1 s\) must be below half of "
+                                              r"SALAD_LEASE_SECONDS \(2 s\)"):
+        MasterSettings(database_url="postgresql://salad@db/salad", lease_seconds=2, reaper_interval=1)
