@@ -70,7 +70,7 @@ def test_the_check_sees_a_cross_service_import(tmp_path, monkeypatch):
 
 
 MASTER_TABLES = {"tasks": "Task", "salads": "Salad", "outbox": "Outbox", "task_failures": "TaskFailure",
-                 "workers": "RegisteredWorker"}
+                 "workers": "RegisteredWorker", "reaper_runs": "ReaperRun"}
 
 
 def test_shared_reads_no_table_of_masters():

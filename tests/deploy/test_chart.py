@@ -129,6 +129,8 @@ def test_schema_rejects(bad):
     ({"worker": {"config": {"heartbeatInterval": 15}}},
      r"worker.config.heartbeatInterval \(15\) must be below half of master.config.leaseSeconds \(15 s\)"),
     ({"master": {"config": {"leaseSeconds": 8}}}, r"below half of master.config.leaseSeconds \(4 s\)"),
+    ({"master": {"config": {"reaperInterval": 15}}},
+     r"master.config.reaperInterval \(15\) must be below half of master.config.leaseSeconds \(15 s\)"),
     ({"postgresql": {"enabled": False}, "database": {"url": "mysql://salad:secret@db:3306/salad"}},
      r'database.url must be a PostgreSQL URL starting with postgresql://, postgres:// or '
      r'postgresql\+psycopg://.*; it starts with "mysql://"'),

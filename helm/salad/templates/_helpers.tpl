@@ -246,6 +246,10 @@ Fail early on values that cannot work, rather than rendering a release that neve
 {{- $message := "salad: worker.config.heartbeatInterval (%v) must be below half of master.config.leaseSeconds (%v s), or a lease may expire between two heartbeats: lower heartbeatInterval or raise leaseSeconds." }}
 {{- fail (printf $message $w.config.heartbeatInterval $halfLease) }}
 {{- end }}
+{{- if ge (float64 .Values.master.config.reaperInterval) $halfLease }}
+{{- $message := "salad: master.config.reaperInterval (%v) must be below half of master.config.leaseSeconds (%v s), or every reaper pass extends the leases instead of reaping them: lower reaperInterval or raise leaseSeconds." }}
+{{- fail (printf $message .Values.master.config.reaperInterval $halfLease) }}
+{{- end }}
 {{- if eq (include "salad.databaseMode" .) "cloudnative-pg" }}
 {{- $cluster := include "salad.cnpg.clusterName" . }}
 {{- if or (gt (len $cluster) 50) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster)) }}

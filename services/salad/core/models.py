@@ -1,4 +1,5 @@
-"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox`, `task_failures` and `workers`.
+"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox`, `task_failures`, `workers` and
+`reaper_runs`.
 
 Both services use one database and one migration history, but neither reads nor writes the other's tables:
 they talk over REST, as in the seed (docs/architecture.md, "Service boundary").
@@ -170,3 +171,15 @@ class RegisteredWorker(SQLModel, table=True):
     busy: int = 0
     started_at: datetime
     last_seen: datetime = Field(index=True)
+
+
+class ReaperRun(SQLModel, table=True):
+    """When a reaper last ran, on any Master replica, and the run before (one row, id 1, on the database's
+    clock): after a long silence of every reaper, workers could not heartbeat either, so the next pass
+    extends the running leases before it reaps (master/tasks.py, reaper_pass)."""
+
+    __tablename__ = "reaper_runs"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_run: datetime
+    previous_run: datetime | None = None

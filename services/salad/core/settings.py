@@ -3,7 +3,7 @@
 import socket
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from salad.core.db import sqlalchemy_url
@@ -77,6 +77,15 @@ class MasterSettings(ApiSettings):
     execution_time_min: int = Field(4, ge=0)  # seconds; each fruit's time is drawn in [min, max] as in the seed
     execution_time_max: int = Field(20, ge=0)
     random_seed: int | None = None  # set to make execution times reproducible
+
+    @model_validator(mode="after")
+    def reap_within_half_a_lease(self) -> "MasterSettings":
+        """A reaper pass after a silence of half a lease extends the leases instead of reaping them (lease
+        amnesty, master/tasks.py): a reaper slower than that would never reap."""
+        if self.reaper_interval >= self.lease_seconds / 2:
+            raise ValueError(f"SALAD_REAPER_INTERVAL ({self.reaper_interval:g} s) must be below half of "
+                             f"SALAD_LEASE_SECONDS ({self.lease_seconds:g} s): lower it or raise the lease")
+        return self
 
 
 class WorkerSettings(CommonSettings):

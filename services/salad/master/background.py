@@ -16,7 +16,6 @@ import httpx
 from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from salad.contracts.internal import IntakeBatch, IntakeOrder, OrderProgress, OrderReport
 from salad.contracts.orders import FruitCounts
@@ -134,30 +133,22 @@ class Intake:
 
 
 class Reaper:
-    """Requeues tasks whose worker stopped heartbeating.
-
-    After a gap in its view — this Master starting, or the database coming back — it first extends every
-    running lease once: workers could not heartbeat meanwhile, and are most likely still at work.
-    """
+    """Requeues tasks whose worker stopped heartbeating; after a silence of every replica's reaper, extends
+    the running leases instead (tasks.reaper_pass)."""
 
     def __init__(self, engine: Engine, signal: QueueSignal, lease_seconds: float) -> None:
         self.engine, self.signal, self.lease_seconds = engine, signal, lease_seconds
-        self.after_gap = True
 
     async def step(self) -> bool:
-        try:
-            if self.after_gap:
-                await to_thread.run_sync(tasks.extend_running_leases, self.engine, self.lease_seconds)
-                self.after_gap = False
-                return False
-            reaped = await to_thread.run_sync(tasks.reap_expired, self.engine)
-        except DBAPIError:
-            self.after_gap = True
-            raise
-        if reaped:
-            log.warning("requeued or failed %d task(s) with an expired lease", reaped)
+        done = await to_thread.run_sync(tasks.reaper_pass, self.engine, self.lease_seconds)
+        if done.extended:
+            since = "before" if done.silence is None else f"for {done.silence:.1f} s"
+            log.warning("no reaper ran %s: extended %d running lease(s), whose workers could not heartbeat",
+                        since, done.extended)
+        if done.reaped:
+            log.warning("requeued or failed %d task(s) with an expired lease", done.reaped)
             self.signal.fire()
-        return reaped == tasks.REAP_BATCH
+        return done.reaped == tasks.REAP_BATCH
 
 
 class OutboxRelay:

@@ -235,12 +235,25 @@ SET status = 'queued', attempts = tasks.attempts - 1, queued_at = :now, worker =
     lease_expires_at = NULL
 WHERE tasks.id = :task_id AND tasks.lease_id = :lease_id AND tasks.status = 'running';
 
--- name: extend_running_leases
--- Every running task gets a lease until :expires at least: after a gap in the reaper's view (a Master
--- starting, the database back), workers get time to heartbeat before anything is reaped.
-UPDATE tasks
-SET lease_expires_at = :expires
-WHERE tasks.status = 'running' AND tasks.lease_expires_at < :expires;
+-- name: reaper_ran
+-- A reaper pass records itself and returns the seconds since the previous pass of any replica (NULL: none
+-- before), on the database's clock, which every replica shares. After a silence longer than :amnesty_after
+-- (the database or every Master away: workers could not heartbeat either), every running task gets a lease
+-- until :expires at least (an amnesty), in this statement: the row stays locked until it commits, so a pass
+-- of another replica waits, then finds the leases extended and the silence over.
+WITH ran AS (
+    INSERT INTO reaper_runs (id, last_run) VALUES (1, clock_timestamp())
+    ON CONFLICT (id) DO UPDATE SET previous_run = reaper_runs.last_run, last_run = clock_timestamp()
+    RETURNING CAST(extract(epoch FROM last_run - previous_run) AS double precision) AS silence
+), extended AS (
+    UPDATE tasks
+    SET lease_expires_at = :expires
+    FROM ran
+    WHERE (ran.silence IS NULL OR ran.silence > :amnesty_after)
+      AND tasks.status = 'running' AND tasks.lease_expires_at < :expires
+    RETURNING tasks.id
+)
+SELECT ran.silence, (SELECT count(*) FROM extended) AS extended FROM ran;
 
 -- name: expired_leases
 -- Up to :limit running tasks whose lease expired before :now (their worker is gone), oldest expiry first,

@@ -376,15 +376,30 @@ def requeue_failed(engine: Engine, order_id: int, task_id: int | None = None) ->
 
 
 # --- Reaping -------------------------------------------------------------------------------------
-def extend_running_leases(engine: Engine, lease_seconds: float) -> int:
-    """Give every running task one more lease period (see Reaper: after a gap, workers get time to heartbeat)."""
+AMNESTY_AFTER = 0.5  # of a lease: a silence of every reaper this long ends in an amnesty (see reaper_pass)
+
+
+class ReaperPass(NamedTuple):
+    silence: float | None  # seconds since the previous pass of any replica; None: none before
+    extended: int  # running leases extended by an amnesty
+    reaped: int  # tasks requeued or failed because their lease expired
+
+
+def reaper_pass(engine: Engine, lease_seconds: float) -> ReaperPass:
+    """Requeue (or fail, past max_attempts) up to REAP_BATCH tasks whose lease expired: their worker is gone.
+
+    First the pass records itself. If no reaper ran anywhere for over half a lease, the database or every
+    Master was away and workers could not heartbeat meanwhile: they are most likely still at work, so every
+    running lease is extended by a lease (an amnesty) and none is reaped. Half a lease, not a whole one:
+    workers heartbeat more often than that (SALAD_HEARTBEAT_INTERVAL), so after a shorter silence no healthy
+    lease has run out, and after a longer one some may have, before their workers could heartbeat again.
+    The silence is measured between passes of any replica, in the database: one replica restarting while
+    another reaps changes nothing.
+    """
     expires = utcnow() + timedelta(seconds=lease_seconds)
-    with transaction(engine) as session:
-        return session.execute(SQL.extend_running_leases, dict(expires=expires)).rowcount
-
-
-def reap_expired(engine: Engine) -> int:
-    """Requeue (or fail, past max_attempts) tasks whose lease expired: their worker is gone."""
+    with autocommit(engine) as connection:
+        ran = connection.execute(SQL.reaper_ran, dict(expires=expires,
+                                                      amnesty_after=AMNESTY_AFTER * lease_seconds)).one()
     now = utcnow()
     expired_leases = select(Task).from_statement(SQL.expired_leases)
     with transaction(engine) as session:
@@ -392,7 +407,7 @@ def reap_expired(engine: Engine) -> int:
         for task in expired:
             task_metrics.lease_expired()
             retry_or_fail(session, task, f"lease expired on worker {task.worker}", now, reason="lease_expired")
-    return len(expired)
+    return ReaperPass(ran.silence, ran.extended, len(expired))
 
 
 # --- Retention -----------------------------------------------------------------------------------
