@@ -1,0 +1,51 @@
+"""What the services' /metrics show, on a stack of processes: each service exports its own metrics only."""
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import order, wait_final
+
+EVERY_SERVICE = {"salad_http_requests", "salad_http_request_duration_seconds"}  # counters without _total
+OWN = {
+    "shared": {"salad_orders_created", "salad_orders_finished", "salad_order_completion_seconds",
+               "salad_orders"},
+    "master": {"salad_task_queue_wait_seconds", "salad_task_execution_seconds", "salad_task_latency_seconds",
+               "salad_tasks_finished", "salad_task_retries", "salad_task_lease_expiries",
+               "salad_master_orders_finished", "salad_queue_depth", "salad_queue_oldest_age_seconds",
+               "salad_tasks_running", "salad_workers_live"},
+    "worker": {"salad_worker_slots", "salad_worker_busy_slots", "salad_worker_tasks"},
+}
+
+
+@pytest.fixture
+def stack(make_stack, postgres_url):
+    """Shared, Master and one worker."""
+    return make_stack(postgres_url, workers=1, time_scale=0.05,
+                      env={"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"})
+
+
+def scrape(url: str) -> dict[str, list]:
+    """The metric families of a /metrics page: name -> samples (without the `_created` timestamps
+    prometheus-client adds as families of their own)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    timestamps = {f"{name}_created" for name, f in families.items() if f.type in ("counter", "histogram")}
+    return {name: family.samples for name, family in families.items() if name not in timestamps}
+
+
+def test_each_service_exports_its_own_metrics_only(stack):
+    wait_final(stack, order(stack, ["apple", "kiwi"])["id"])  # labelled series of every service are born
+    urls = {"shared": stack.shared_url, "master": stack.master_url, "worker": stack.worker_services[0].url}
+    exported = {service: set(scrape(url)) for service, url in urls.items()}
+    for service, names in exported.items():
+        salad = {name for name in names if name.startswith("salad_")}
+        others = set().union(*(own for other, own in OWN.items() if other != service))
+        assert salad & others == set(), f"{service} exports another service's metrics"
+        assert salad <= EVERY_SERVICE | OWN[service], f"{service} exports metrics of no service"
+        assert "process_resident_memory_bytes" in names, f"{service} lost the process metrics"
+    for service in ("shared", "master"):
+        assert not [name for name in exported[service] if name.startswith("salad_worker_")], service
+    assert OWN["worker"] <= exported["worker"]
+    assert {"salad_orders_created", "salad_order_completion_seconds"} <= exported["shared"]
+    assert {"salad_queue_depth", "salad_task_latency_seconds"} <= exported["master"]
