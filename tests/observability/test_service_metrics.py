@@ -1,11 +1,14 @@
-"""What the services' /metrics show, on a stack of processes: each service exports its own metrics only."""
+"""What the services' /metrics show, on a stack of processes: each service exports its own metrics only; a
+request held open on purpose (a worker's long-poll that waited, an event stream) is counted but not timed."""
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import order, wait_final
+from tests.helpers import order, wait_final, wait_until
 
+CLAIM_WAIT = "0.5"  # seconds an idle worker's long-poll is held: several end within a test
+EXCHANGE = "/v1/tasks/exchange"
 EVERY_SERVICE = {"salad_http_requests", "salad_http_request_duration_seconds"}  # counters without _total
 OWN = {
     "shared": {"salad_orders_created", "salad_orders_finished", "salad_order_completion_seconds",
@@ -20,9 +23,11 @@ OWN = {
 
 @pytest.fixture
 def stack(make_stack, postgres_url):
-    """Shared, Master and one worker."""
-    return make_stack(postgres_url, workers=1, time_scale=0.05,
-                      env={"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"})
+    """Shared, Master and one worker whose idle long-polls are held CLAIM_WAIT seconds."""
+    stack = make_stack(postgres_url, workers=0, time_scale=0.05,
+                       env={"SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"})
+    stack.add_worker(SALAD_CLAIM_WAIT=CLAIM_WAIT)
+    return stack
 
 
 def scrape(url: str) -> dict[str, list]:
@@ -32,6 +37,12 @@ def scrape(url: str) -> dict[str, list]:
     families = {family.name: family for family in text_string_to_metric_families(text)}
     timestamps = {f"{name}_created" for name, f in families.items() if f.type in ("counter", "histogram")}
     return {name: family.samples for name, family in families.items() if name not in timestamps}
+
+
+def route_samples(families: dict[str, list], family: str, route: str, suffix: str) -> float:
+    """The sum of a family's samples named with `suffix` of one route."""
+    return sum(s.value for s in families.get(family, [])
+               if s.name.endswith(suffix) and s.labels.get("route") == route)
 
 
 def test_each_service_exports_its_own_metrics_only(stack):
@@ -49,3 +60,24 @@ def test_each_service_exports_its_own_metrics_only(stack):
     assert OWN["worker"] <= exported["worker"]
     assert {"salad_orders_created", "salad_order_completion_seconds"} <= exported["shared"]
     assert {"salad_queue_depth", "salad_task_latency_seconds"} <= exported["master"]
+
+
+def test_requests_held_open_are_counted_but_not_timed(stack):
+    def exchanges() -> float:
+        return route_samples(scrape(stack.master_url), "salad_http_requests", EXCHANGE, "_total")
+
+    start = exchanges()
+    wait_until(lambda: exchanges() >= start + 3, 30, message="three long-polls answered")
+    master = scrape(stack.master_url)
+    assert route_samples(master, "salad_http_request_duration_seconds", EXCHANGE, "_count") == 0
+    assert route_samples(master, "salad_http_request_duration_seconds", "/readyz", "_count") > 0, \
+        "a request answered at once is timed"
+
+    url = f"{stack.shared_url}/v1/events"
+    with httpx.stream("GET", url, headers=stack.client_headers, timeout=10) as events:
+        assert events.status_code == 200
+        next(events.iter_lines())
+    wait_until(lambda: route_samples(scrape(stack.shared_url), "salad_http_requests", "/v1/events", "_total"),
+               10, message="the event stream counted")
+    shared = scrape(stack.shared_url)
+    assert route_samples(shared, "salad_http_request_duration_seconds", "/v1/events", "_count") == 0

@@ -43,7 +43,8 @@ class ServiceMetrics:
         )
         self.http_latency = Histogram(
             "salad_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template and method.",
+            "Time to answer an HTTP request, by route template and method (requests held open on purpose, "
+            "long-polls that waited and event streams, left out).",
             ["service", "route", "method"], buckets=BUCKETS, registry=self.registry,
         )
 

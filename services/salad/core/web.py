@@ -110,8 +110,16 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
+def held_open(request: Request) -> None:
+    """Mark a request held open on purpose (a long-poll that waits for work, an event stream): its duration is
+    the wait, not the time the service took to answer, so RequestMetrics counts it but leaves it out of the
+    latency histogram, whose p95 would otherwise be the long-poll's wait."""
+    request.state.held_open = True
+
+
 class RequestMetrics:
-    """Counts and times every request by route template (pure ASGI: cheaper than BaseHTTPMiddleware)."""
+    """Counts and times every request by route template (pure ASGI: cheaper than BaseHTTPMiddleware); a
+    request held open (see held_open) is counted, not timed."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -124,6 +132,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        state = scope.setdefault("state", {})  # the request's state, where held_open leaves its mark
 
         async def send_and_record_status(message: Message) -> None:
             nonlocal status
@@ -137,7 +146,8 @@ class RequestMetrics:
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"]
             self.requests.labels(self.service, route, method, str(status)).inc()
-            self.latency.labels(self.service, route, method).observe(time.perf_counter() - started)
+            if not state.get("held_open"):
+                self.latency.labels(self.service, route, method).observe(time.perf_counter() - started)
 
 
 def freeze_startup_objects() -> None:
