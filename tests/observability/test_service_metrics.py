@@ -1,11 +1,17 @@
 """What the services' /metrics show, on a stack of processes: each service exports its own metrics only; a
-request held open on purpose (a worker's long-poll that waited, an event stream) is counted but not timed."""
+request held open on purpose (a worker's long-poll that waited, an event stream) is counted but not timed;
+the dashboard's panels and the queries `salad up --prometheus` prints show what they claim."""
+
+import math
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from salad.cli.prometheus import TRY_QUERIES
 
 from tests.helpers import order, wait_final, wait_until
+
+from .prom import panel_series
 
 CLAIM_WAIT = "0.5"  # seconds an idle worker's long-poll is held: several end within a test
 EXCHANGE = "/v1/tasks/exchange"
@@ -81,3 +87,29 @@ def test_requests_held_open_are_counted_but_not_timed(stack):
                10, message="the event stream counted")
     shared = scrape(stack.shared_url)
     assert route_samples(shared, "salad_http_request_duration_seconds", "/v1/events", "_count") == 0
+
+
+def test_the_dashboard_and_the_printed_queries_show_what_they_claim(stack, start_prometheus, dashboard):
+    worker = stack.worker_services[0]
+    prometheus = start_prometheus({"salad-shared": [stack.shared_url.removeprefix("http://")],
+                                   "salad-master": [stack.master_url.removeprefix("http://")],
+                                   "salad-worker": [worker.url.removeprefix("http://")]})
+    prometheus.wait_for_targets_up(3)
+
+    # The idle worker long-polls: Master answers it every CLAIM_WAIT seconds, but not as latency. Four more
+    # after the first scrape that saw any: a rate() over the scrapes between would show them if timed.
+    def exchanges() -> float:
+        return prometheus.value(f'sum(salad_http_requests_total{{route="{EXCHANGE}"}})') or 0.0
+
+    first = wait_until(exchanges, 30, message="long-polls scraped")
+    wait_until(lambda: exchanges() >= first + 4, 30, message="more long-polls scraped")
+    latency = panel_series(prometheus, dashboard, "HTTP latency p95 by route")
+    assert latency, "the panel shows the other routes"
+    assert [s for s in latency if s["metric"]["route"] == EXCHANGE] == []
+
+    wait_final(stack, order(stack, ["apple", "kiwi"])["id"])
+    busy = panel_series(prometheus, dashboard, "Busy slots per worker")
+    assert [s["metric"]["job"] for s in busy] == ["salad-worker"], "one series per worker"
+    for query in TRY_QUERIES:
+        wait_until(lambda: any(math.isfinite(float(s["value"][1])) for s in prometheus.query(query)), 30,
+                   message=f"{query} shows data")
