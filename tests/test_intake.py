@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
-from prometheus_client import REGISTRY
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.core.models import OrderStatus
 from salad.master import tasks
 from salad.shared import orders
+from salad.shared.metrics import REGISTRY
 from salad.contracts.internal import OrderReport
 
 

@@ -107,6 +107,13 @@ def _wait_ready(prometheus: Prometheus, process: subprocess.Popen) -> None:
     raise AssertionError(f"Prometheus not ready (exit code {process.poll()}):\n{log}")
 
 
+def panel_series(prometheus: Prometheus, dashboard: dict, title: str, ref: str = "A", **labels) -> list[dict]:
+    """The series of a panel's query (variables at All) with the given labels."""
+    expr = next(e for t, r, e in panel_queries(dashboard) if (t, r) == (title, ref))
+    return [s for s in prometheus.query(substitute(expr, dashboard))
+            if all(s["metric"].get(k) == v for k, v in labels.items())]
+
+
 def assert_every_panel_query_returns_data(prom_url: str, dashboard: dict, rate_interval: str = "1m",
                                           finite: bool = True) -> None:
     """Every query of every panel, with the variables at All, returns at least one series (with a finite

@@ -4,14 +4,19 @@ import re
 
 from prometheus_client.metrics import MetricWrapperBase
 from salad.core import metrics
+from salad.master import metrics as master_metrics
+from salad.shared import metrics as shared_metrics
+from salad.worker import metrics as worker_metrics
 
 from .promql import DB_GAUGES, METRICS_DOC, documented_metrics
 
 
 def defined_metrics() -> dict[str, tuple[str, set[str]]]:
-    """name -> (type, labels) of the metrics defined in salad.core.metrics (counters named with _total)."""
+    """name -> (type, labels) of the metrics the services define (counters named with _total): each
+    service's own and the HTTP metrics every service has."""
     found = {}
-    for metric in vars(metrics).values():
+    namespaces = (metrics.ServiceMetrics("any"), master_metrics, shared_metrics, worker_metrics)
+    for metric in [value for namespace in namespaces for value in vars(namespace).values()]:
         if isinstance(metric, MetricWrapperBase):
             described = metric.describe()[0]
             name = described.name + ("_total" if described.type == "counter" else "")

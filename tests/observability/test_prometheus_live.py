@@ -5,13 +5,13 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from prometheus_client import REGISTRY, start_http_server
-from salad.core import metrics  # registers the salad metrics in REGISTRY
+from prometheus_client import start_http_server
+from salad.master import metrics
 from salad.core.settings import DatabaseSettings
 from sqlalchemy import create_engine, text
 
-from .prom import Prometheus, assert_every_panel_query_returns_data, free_port
-from .promql import ALERTS, panel_queries, substitute
+from .prom import Prometheus, assert_every_panel_query_returns_data, free_port, panel_series
+from .promql import ALERTS
 
 ROUND = (["apple", "banana", "cherry"], ["kiwi", "apple"], ["mango"])  # one round of orders
 # Counted in the database at the end (table and status names of the services' models).
@@ -45,17 +45,16 @@ def wait_for_rule_evaluations(prometheus: Prometheus, timeout: float = 30.0) -> 
 
 def panel_value(prometheus: Prometheus, dashboard: dict, title: str, ref: str = "A", **labels) -> float:
     """The value of a panel's query (variables at All), of the series with the given labels."""
-    expr = next(e for t, r, e in panel_queries(dashboard) if (t, r) == (title, ref))
-    series = [s for s in prometheus.query(substitute(expr, dashboard))
-              if all(s["metric"].get(k) == v for k, v in labels.items())]
+    series = panel_series(prometheus, dashboard, title, ref, **labels)
     assert len(series) == 1, f"{title} [{ref}] {labels}: {series}"
     return float(series[0]["value"][1])
 
 
 def test_prometheus_scrapes_metrics_and_evaluates_the_rules(start_prometheus, dashboard):
-    """Without the stack: this process's own registry (salad.core.metrics) under the salad-master job."""
+    """Without the stack: Master's registry (salad.master.metrics), served by this process, under the
+    salad-master job."""
     port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=metrics.REGISTRY)
     try:
         prometheus = start_prometheus({"salad-master": [f"127.0.0.1:{port}"]})
         prometheus.wait_for_targets_up(1)
@@ -115,6 +114,7 @@ def test_every_panel_query_returns_data_that_agrees_with_the_database(local_stac
         assert panel_value(prometheus, dashboard, "Open orders by status", status=status) == 0
     assert panel_value(prometheus, dashboard, "Live workers") == len(workers)
     assert panel_value(prometheus, dashboard, "Live workers and busy slots") == len(workers)
+    assert len(panel_series(prometheus, dashboard, "Busy slots per worker")) == len(workers), "one per worker"
     assert panel_value(prometheus, dashboard, "Queue depth") == counts["tasks_queued"]
     assert panel_value(prometheus, dashboard, "Running tasks") == counts["tasks_running"]
 

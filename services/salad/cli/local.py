@@ -200,7 +200,8 @@ def start_local_prometheus(stack: LocalStack, port: int, log_dir: Path) -> None:
     except RuntimeError as exc:
         fail(str(exc))
     stack.extra_processes.append(process)
-    console.print(f"Prometheus http://127.0.0.1:{port}   (try: salad_queue_depth, salad_order_completion_seconds)")
+    console.print(f"Prometheus http://127.0.0.1:{port}   try:", *prometheus.TRY_QUERIES, sep="\n    ",
+                  markup=False, highlight=False)
 
 
 def join_local_stack() -> None:

@@ -10,6 +10,12 @@ CONFIG_TEMPLATE = Path(__file__).with_name("prometheus-local.yml")
 REPO_RULES = Path(__file__).resolve().parents[3] / "helm" / "salad" / "rules" / "salad-rules.yaml"  # in a checkout
 JOBS = ("salad-shared", "salad-master", "salad-worker")  # the job names the chart's ServiceMonitors give
 APT_HINT = "install Debian's package: apt-get install -y prometheus (it provides prometheus and promtool)"
+# What `salad up --prometheus` suggests to query, each showing data once a salad is done: the queue depth, and
+# the p95 salad completion time (a histogram's bare name has no series; its quantiles come from _bucket).
+TRY_QUERIES = (
+    "max(salad_queue_depth)",
+    "histogram_quantile(0.95, sum by (le) (rate(salad_order_completion_seconds_bucket[5m])))",
+)
 
 
 def find_binary(name: str) -> str:

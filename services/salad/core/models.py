@@ -1,5 +1,5 @@
-"""Tables. Shared owns `orders`; Master owns `tasks`, `salads`, `outbox`, `task_failures`, `workers` and
-`reaper_runs`.
+"""Tables. Shared owns `orders` and `order_totals`; Master owns `tasks`, `salads`, `outbox`, `task_failures`,
+`workers` and `reaper_runs`.
 
 Both services use one database and one migration history, but neither reads nor writes the other's tables:
 they talk over REST, as in the seed (docs/architecture.md, "Service boundary").
@@ -8,7 +8,7 @@ they talk over REST, as in the seed (docs/architecture.md, "Service boundary").
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -53,6 +53,17 @@ class Order(SQLModel, table=True):
     # what lists show without asking Master. None until Master reports.
     counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     counts_at: datetime | None = None
+
+
+class OrderTotals(SQLModel, table=True):
+    """Orders completed and failed, all time: one row (id 1), kept by a trigger on `orders` (migration 0007),
+    so the dashboard reads them without counting every finished order."""
+
+    __tablename__ = "order_totals"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # always 1
+    completed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    failed: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class Task(SQLModel, table=True):

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from psycopg import errors as pg_errors
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from salad.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from salad.core.metrics import ServiceMetrics
 
 
 class ErrorBody(BaseModel):
@@ -110,12 +110,21 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
-class RequestMetrics:
-    """Counts and times every request by route template (pure ASGI: cheaper than BaseHTTPMiddleware)."""
+def held_open(request: Request) -> None:
+    """Mark a request held open on purpose (a long-poll that waits for work, an event stream): its duration is
+    the wait, not the time the service took to answer, so RequestMetrics counts it but leaves it out of the
+    latency histogram, whose p95 would otherwise be the long-poll's wait."""
+    request.state.held_open = True
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+
+class RequestMetrics:
+    """Counts and times every request by route template (pure ASGI: cheaper than BaseHTTPMiddleware); a
+    request held open (see held_open) is counted, not timed."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
-        self.service = service
+        self.service = metrics.service
+        self.requests, self.latency = metrics.http_requests, metrics.http_latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,6 +132,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        state = scope.setdefault("state", {})  # the request's state, where held_open leaves its mark
 
         async def send_and_record_status(message: Message) -> None:
             nonlocal status
@@ -135,8 +145,9 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"]
-            HTTP_REQUESTS.labels(self.service, route, method, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, route, method).observe(time.perf_counter() - started)
+            self.requests.labels(self.service, route, method, str(status)).inc()
+            if not state.get("held_open"):
+                self.latency.labels(self.service, route, method).observe(time.perf_counter() - started)
 
 
 def freeze_startup_objects() -> None:
@@ -150,7 +161,7 @@ class ProbeStatus(BaseModel):
     status: str
 
 
-def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
+def add_probes(app: FastAPI, ready: Callable[[], bool], registry: CollectorRegistry) -> None:
     """`/healthz` (the process runs), `/readyz` (it can do its work), `/metrics` (Prometheus). Open to all."""
 
     @app.get("/healthz", tags=["probes"], response_model=ProbeStatus)
@@ -170,8 +181,8 @@ def add_probes(app: FastAPI, ready: Callable[[], bool]) -> None:
     @app.get("/metrics", tags=["probes"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics() -> Response:
-        """Prometheus metrics in the text exposition format."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics in the text exposition format: this service's own, nothing of the others'."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -182,7 +193,7 @@ async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> 
                         content={"message": message, "detail": exc.detail})
 
 
-def create_app(service: str, ready: Callable[[], bool], max_body_bytes: int | None = None,
+def create_app(metrics: ServiceMetrics, ready: Callable[[], bool], max_body_bytes: int | None = None,
                **fastapi_kwargs) -> FastAPI:
     app = FastAPI(responses=errors(400, 413, 503) if max_body_bytes else {}, **fastapi_kwargs)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -192,6 +203,6 @@ def create_app(service: str, ready: Callable[[], bool], max_body_bytes: int | No
     app.add_exception_handler(ProgrammingError, programming_error_handler)
     if max_body_bytes:
         app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RequestMetrics, service=service)
-    add_probes(app, ready)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    add_probes(app, ready, metrics.registry)
     return app

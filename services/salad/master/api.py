@@ -28,7 +28,7 @@ from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import TaskStatus
 from salad.core.settings import master_settings
-from salad.core.web import as_json, errors
+from salad.core.web import as_json, errors, held_open
 from salad.master import registry, task_views, tasks
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))
@@ -89,6 +89,7 @@ async def exchange_and_wait(request: Request, worker: str, results: list[Report]
                 break
             if gone is None:  # the worker hangs up (it is stopping): its claim stops waiting at once
                 gone = asyncio.ensure_future(request.receive())
+                held_open(request)  # from here its duration is the wait, not Master's latency
             # woken (it claims), or handed a split's tasks
             leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=gone)
             if gone.done():  # the worker gave up waiting: lease it nothing

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager, suppress
 import httpx
 from anyio import to_thread
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
@@ -20,6 +19,7 @@ from salad.core.settings import master_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
+from salad.master.metrics import METRICS, REGISTRY
 from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import QueueSignal, listen, probe
 
@@ -102,7 +102,7 @@ def build_app() -> FastAPI:
             sync_shared.close()
             engine.dispose()
 
-    app = create_app("master", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
+    app = create_app(METRICS, ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Master", version=__version__, lifespan=lifespan)
     app.state.engine = engine
     app.state.check_ins = registry.CheckIns(engine)

@@ -1,9 +1,11 @@
-"""What the task life cycle (master/tasks.py) counts and times: the metrics are defined in core/metrics.py,
+"""What the task life cycle (master/tasks.py) counts and times: the metrics are defined in master/metrics.py,
 observed here, from the rows the life cycle's statements return."""
 
 from datetime import datetime
 
-from salad.core.metrics import (
+from salad.core.metrics import observe_by_label
+from salad.core.models import OrderStatus, TaskStatus
+from salad.master.metrics import (
     LEASE_EXPIRIES,
     ORDERS_FINISHED_BY_MASTER,
     TASK_EXECUTION,
@@ -11,9 +13,7 @@ from salad.core.metrics import (
     TASK_QUEUE_WAIT,
     TASK_RETRIES,
     TASKS_FINISHED,
-    observe_by_label,
 )
-from salad.core.models import OrderStatus, TaskStatus
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

@@ -5,7 +5,6 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
@@ -19,6 +18,7 @@ from salad.core.web import create_app, freeze_startup_objects
 from salad.shared import events, orders, page
 from salad.shared.api import internal, public, seed
 from salad.shared.master_reads import MasterReads
+from salad.shared.metrics import METRICS, REGISTRY
 
 
 class OrdersCollector:
@@ -65,7 +65,7 @@ def build_app() -> FastAPI:
             master.close()
             engine.dispose()
 
-    app = create_app("shared", ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
+    app = create_app(METRICS, ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Shared", version=__version__, lifespan=lifespan)
     app.state.engine = engine
     app.state.master = master  # what Shared shows of tasks and workers, read from Master's API

@@ -66,7 +66,7 @@ def read_dashboard(engine: Engine, master: MasterReads | None) -> Dashboard:
     with snapshot(engine) as session:
         orders = session.execute(SQL.open_orders, dict(limit=OPEN_LIMIT)).all()
         total = session.execute(SQL.open_orders_count).scalar_one()
-        finished = dict(session.execute(SQL.finished_counts).all())
+        totals = session.execute(SQL.order_totals).one()
         newest = session.execute(SQL.newest_finished, dict(limit=RECENT_SCAN)).all()
     found = master.progress([o.id for o in orders], workers=True) if master is not None else None
     fruits = {} if found is None else {o.order_id: o.fruits for o in found.orders}
@@ -74,6 +74,6 @@ def read_dashboard(engine: Engine, master: MasterReads | None) -> Dashboard:
         open_orders=[open_order(o, None if found is None else fruits.get(o.id, [])) for o in orders],
         open_total=total, workers=[] if found is None else found.workers or [],
         master_unavailable=found is None,
-        completed=finished.get(OrderStatus.COMPLETED.value, 0), failed=finished.get(OrderStatus.FAILED.value, 0),
+        completed=totals.completed, failed=totals.failed,
         recent=recent_orders(newest),
     )

@@ -26,7 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from salad.contracts.orders import Dashboard
 from salad.core.auth import Credentials, Role, check
-from salad.core.web import errors, unavailable
+from salad.core.web import errors, held_open, unavailable
 from salad.shared.dashboard import Snapshot, read_dashboard
 from salad.shared.master_reads import MasterReads
 
@@ -183,6 +183,7 @@ async def events(request: Request, token: Annotated[str | None, Depends(client_t
     if refusal is not None:
         return unavailable(refusal, retry_after=STREAMS_RETRY_AFTER)
     stream = snapshot_events(snapshots_of(request), last_event_id)
+    held_open(request)  # a stream lasts as long as its client watches: no latency to measure
     return CountedStream(stream, ping=HEARTBEAT_SECONDS, sep="\n", give_back=limits.take(caller))
 
 

@@ -16,9 +16,9 @@ from salad.contracts.internal import IntakeOrder, OrderProgress, OrderReport
 from salad.contracts.orders import FruitCounts, FruitState, OrderPublic
 from salad.core.db import autocommit, transaction, utcnow
 from salad.core.fields import MAX_ID
-from salad.core.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.core.models import OrderStatus, TaskStatus
 from salad.shared.master_reads import MasterReads
+from salad.shared.metrics import ORDERS_CREATED, ORDERS_FINISHED, SALAD_COMPLETION
 from salad.shared.sql import SQL
 
 FINAL = (OrderStatus.COMPLETED, OrderStatus.FAILED)

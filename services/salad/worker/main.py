@@ -9,6 +9,7 @@ from salad import __version__
 from salad.core.logs import logging_config
 from salad.core.settings import WorkerSettings
 from salad.core.web import create_app, freeze_startup_objects
+from salad.worker.metrics import METRICS
 from salad.worker.runner import Runner, install_stop_handlers
 
 
@@ -23,7 +24,7 @@ class ProbeServer(uvicorn.Server):
 async def serve(settings: WorkerSettings) -> None:
     runner = Runner(settings)
     install_stop_handlers(runner)
-    app = create_app("worker", ready=lambda: runner.ready, title="salad Worker", version=__version__)
+    app = create_app(METRICS, ready=lambda: runner.ready, title="salad Worker", version=__version__)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=logging_config(settings.log_level))
     server = ProbeServer(config)
     probes = asyncio.create_task(server.serve())

@@ -12,11 +12,11 @@ from collections import Counter
 from contextlib import suppress
 
 from salad.contracts.work import LeasedTask, ResultAck
-from salad.core.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 from salad.core.settings import WorkerSettings
 from salad.worker import decisions
 from salad.worker.client import Finished, LeaseLost, MasterClient
 from salad.worker.decisions import Drain, State
+from salad.worker.metrics import WORKER_BUSY_SLOTS, WORKER_SLOTS, WORKER_TASKS
 
 CLAIM_ERROR_DELAY = 1.0  # seconds before claiming again after Master failed to answer
 
