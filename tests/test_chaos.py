@@ -1,5 +1,11 @@
-"""Chaos: 100 orders while workers are SIGKILLed at random, a Master replica is killed and restarted, and
-PostgreSQL restarts. Every order completes, every task succeeds once, every completion reaches Shared once."""
+"""Chaos: 100 orders while every kind of process is SIGKILLed — workers (replaced by new ones), Shared and
+each Master (started again on their ports) — and PostgreSQL restarts, with the default SALAD_MAX_ATTEMPTS.
+Every task succeeds once, every completion reaches Shared once, and the seed's client collecting finished
+salads on GET /send_command gets each one exactly once.
+
+Faults are counted from what happened, not from the plan: a killed process's exit status, a restarted service
+answering /readyz again, PostgreSQL's postmaster started anew.
+"""
 
 import random
 import re
@@ -7,23 +13,31 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
+from salad.cli.stack import LocalStack, Service
 
 from tests.helpers import prepared_tasks, wait_until
 
 ORDERS = 100
 FRUITS = ["apple", "banana", "kiwi", "mango", "pear"]
-CHAOS = {"SALAD_LEASE_SECONDS": "2", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.4",
-         "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1", "SALAD_MAX_ATTEMPTS": "10"}
-FAULT_PERIOD = 1.5  # seconds between faults
-FAULT_PLAN = ["worker", "worker", "worker", "master", "worker", "worker", "postgres", "worker", "worker", "worker"]
+# Short leases and loops so that the test takes a minute or two; the lease outlasts a Master's restart (the
+# workers it leased tasks to heartbeat again once it is back). SALAD_MAX_ATTEMPTS is left at its default.
+CHAOS = {"SALAD_LEASE_SECONDS": "5", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.5",
+         "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1", "SALAD_INTAKE_LEASE_SECONDS": "3"}
+FAULT_PERIOD = 1.0  # seconds between faults, besides the time a restart takes
+FAULT_PLAN = ["worker", "shared", "worker", "master", "worker", "master-2", "postgres", "worker", "master",
+              "shared", "worker", "master-2", "worker"]
+KINDS = {"worker", "shared", "master", "master-2", "postgres"}
+SIGKILLED = -signal.SIGKILL  # a child's returncode when SIGKILL ended it
 
 
-def place_orders(stack, placed: list[int], stop: threading.Event) -> None:
+def place_orders(stack: LocalStack, placed: list[int], stop: threading.Event) -> None:
     """A client ordering steadily; a 503 or a refused connection is retried with the same Idempotency-Key."""
-    for n in range(ORDERS):
+    for _ in range(ORDERS):
         key = str(uuid.uuid4())
         while not stop.is_set():
             try:
@@ -38,63 +52,199 @@ def place_orders(stack, placed: list[int], stop: threading.Event) -> None:
         time.sleep(0.1)
 
 
+def collect_commands(master_urls: list[str], headers: dict, delivered: list[float], retries: Counter,
+                     stop: threading.Event) -> None:
+    """The seed's client waiting for finished salads on GET /send_command, from whichever Master answers.
+
+    An answer that did not come (a Master killed, PostgreSQL restarting) is asked for again with the same
+    Idempotency-Key, so that a salad handed out just before the failure is handed out again, not lost.
+    `retries` counts the requests not answered, and the salads handed out again."""
+    key = str(uuid.uuid4())
+    while not stop.is_set():
+        for url in master_urls:
+            try:
+                response = httpx.get(f"{url}/send_command", timeout=5,
+                                     headers={**headers, "Idempotency-Key": key})
+            except httpx.TransportError:
+                retries["unanswered"] += 1
+                continue
+            if response.status_code == 200:
+                delivered.append(response.json()["preparation_time"])
+                retries["handed out again"] += response.headers.get("Idempotent-Replayed") == "true"
+                key = str(uuid.uuid4())
+                break
+            if response.status_code == 202:
+                time.sleep(0.05)
+                break
+            retries["unanswered"] += 1
+        else:  # no Master answered: both restarting, or the database
+            time.sleep(0.2)
+
+
+def sigkill(service: Service) -> bool:
+    """SIGKILL; True when the process's exit status says the signal ended it."""
+    service.signal(signal.SIGKILL)
+    return service.process.wait(10) == SIGKILLED
+
+
+def answers_ready(service: Service) -> bool:
+    return httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200
+
+
+def postmaster_started(database_url: str) -> datetime:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+
+
 def orders_by_status(database_url: str) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
         return dict(conn.execute("SELECT status, count(*) FROM orders GROUP BY status").fetchall())
 
 
-def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, restartable_postgres):
-    rng = random.Random(20261126)
-    stack = make_stack(postgres_url, workers=4, slots=2, time_scale=0.02, env=CHAOS)
-    second_master = stack.add_master()
-    stack.add_worker("worker-5", SALAD_MASTER_URL=second_master.url)
-    placed, stop = [], threading.Event()
-    client = threading.Thread(target=place_orders, args=(stack, placed, stop))
-    client.start()
-    faults = {"worker SIGKILL": 0, "master restart": 0, "postgres restart": 0}
+def finished_orders(database_url: str) -> int:
+    by_status = orders_by_status(database_url)
+    return by_status.get("completed", 0) + by_status.get("failed", 0)
+
+
+class Chaos:
+    """Injects the faults of the plan and counts those that happened, by kind."""
+
+    def __init__(self, stack: LocalStack, master_urls: list[str], postgres, rng: random.Random) -> None:
+        self.stack, self.master_urls, self.postgres, self.rng = stack, master_urls, postgres, rng
+        self.seen: Counter = Counter()
+        self.log: list[tuple[datetime, str]] = []  # when, and what was hit: to explain a lost task
+        self.completed_before_shared = 0  # orders completed when the Shared running now started
+
+    def inject(self, fault: str) -> None:
+        """One fault of the plan, counted under its kind only when what happened shows it."""
+        worker = self.rng.choice([w for w in self.stack.worker_services if w.process.poll() is None])
+        self.log.append((datetime.now(UTC), worker.name if fault == "worker" else fault))
+        if fault == "worker":
+            self.seen[fault] += self.replace(worker)
+        elif fault == "postgres":
+            self.seen[fault] += self.restart_postgres()
+        else:
+            self.seen[fault] += self.kill_and_restart(self.stack.find(fault))
+
+    def replace(self, worker: Service) -> bool:
+        """A worker SIGKILLed; a new one, on either Master, takes its place."""
+        killed = sigkill(worker)
+        self.stack.add_worker(wait=False, SALAD_MASTER_URL=self.rng.choice(self.master_urls))
+        return killed
+
+    def kill_and_restart(self, victim: Service) -> bool:
+        """Shared or a Master SIGKILLed, then started again on its port: True when it died of the signal and
+        the new process answers /readyz."""
+        killed = sigkill(victim)
+        if victim.name == "shared":  # no Shared runs now: the next one applies every completion from here on
+            self.completed_before_shared = orders_by_status(self.stack.database_url).get("completed", 0)
+        return killed and answers_ready(self.stack.restart_service(victim))
+
+    def restart_postgres(self) -> bool:
+        """True when PostgreSQL's postmaster started anew."""
+        before = postmaster_started(self.stack.database_url)
+        self.postgres.restart()
+        return postmaster_started(self.stack.database_url) > before
+
+
+def failed_attempts(database_url: str) -> list[tuple]:
+    """Every lost or failed attempt: which task, on which worker, why, when."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT task_id, attempt, worker, error, failed_at FROM task_failures"
+                            " ORDER BY failed_at").fetchall()
+
+
+def deliveries_by_order(database_url: str, delivered: list[float]) -> Counter:
+    """Which order each command handed out on GET /send_command was (told by its preparation time, which
+    differs between orders: they were placed at different microseconds)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT preparation_time, order_id FROM salads"
+                            " WHERE status = 'completed'").fetchall()
+    salads = dict(rows)
+    assert len(salads) == len(rows), "each salad's preparation time tells it apart"
+    return Counter(salads.get(seconds) for seconds in delivered)
+
+
+def completions_counted_by_shared(stack: LocalStack) -> float:
+    metrics = httpx.get(f"{stack.shared_url}/metrics").text
+    return float(re.search(r'salad_orders_finished_total\{status="completed"\} (\S+)', metrics).group(1))
+
+
+def run(chaos: Chaos, master_urls: list[str], retries: Counter) -> tuple[list[int], list[float], int]:
+    """A client orders and the seed's client collects finished salads while the faults of the plan strike,
+    until every order is finished and every completed salad collected. Returns the orders placed, the
+    commands collected, and how many orders were still open at the last fault."""
+    stack, database_url = chaos.stack, chaos.stack.database_url
+    placed, delivered, stop = [], [], threading.Event()
+    threads = [threading.Thread(target=place_orders, args=(stack, placed, stop)),
+               threading.Thread(target=collect_commands, args=(master_urls, stack.client_headers, delivered,
+                                                               retries, stop))]
+    for thread in threads:
+        thread.start()
     try:
         for fault in FAULT_PLAN:
             time.sleep(FAULT_PERIOD)
-            if fault == "master":  # a Master replica killed and started again on its port
-                second_master.signal(signal.SIGKILL)
-                second_master = stack.restart_service(second_master)
-                faults["master restart"] += 1
-            elif fault == "postgres":
-                unfinished = ORDERS - orders_by_status(postgres_url).get("completed", 0)
-                restartable_postgres.restart()
-                faults["postgres restart"] += 1
-            else:  # a random worker killed; a new one takes its place
-                victim = rng.choice([w for w in stack.worker_services if w.process.poll() is None])
-                victim.signal(signal.SIGKILL)
-                victim.process.wait(5)
-                stack.add_worker(wait=False, SALAD_MASTER_URL=rng.choice([stack.master_url, second_master.url]))
-                faults["worker SIGKILL"] += 1
-        client.join(120)
-        wait_until(lambda: orders_by_status(postgres_url).get("completed") == ORDERS, 180, interval=0.5,
-                   message=f"{ORDERS} orders completed")
+            chaos.inject(fault)
+        open_at_last_fault = ORDERS - finished_orders(database_url)
+        threads[0].join(120)
+        wait_until(lambda: finished_orders(database_url) == ORDERS, 180, interval=0.5,
+                   message=f"{ORDERS} orders finished")
+        wait_until(lambda: len(delivered) >= orders_by_status(database_url).get("completed", 0), 30,
+                   message="every completed salad collected on GET /send_command")
     finally:
         stop.set()
-        client.join(10)
+        for thread in threads:
+            thread.join(10)
+    return placed, delivered, open_at_last_fault
 
+
+def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, restartable_postgres):
+    stack = make_stack(postgres_url, workers=4, slots=2, time_scale=0.05, env=CHAOS)
+    master_urls = [stack.master_url, stack.add_master("master-2").url]
+    stack.add_worker("worker-5", SALAD_MASTER_URL=master_urls[1])
+    chaos = Chaos(stack, master_urls, restartable_postgres, random.Random(20261126))
+
+    retries = Counter()
+    placed, delivered, open_at_last_fault = run(chaos, master_urls, retries)
+
+    left_over = httpx.get(f"{stack.master_url}/send_command", headers=stack.client_headers)
     with psycopg.connect(postgres_url) as conn:
         tasks = conn.execute("SELECT id, status FROM tasks").fetchall()
         versions = conn.execute("SELECT master_version, count(*) FROM orders GROUP BY 1").fetchall()
-        reports = conn.execute("SELECT order_id, count(*) FROM outbox GROUP BY 1 HAVING count(*) > 1").fetchall()
-    prepared = prepared_tasks(stack)
-    shared_metrics = httpx.get(f"{stack.shared_url}/metrics").text
-    completions_seen = float(re.search(r'salad_orders_finished_total\{status="completed"\} (\S+)',
-                                       shared_metrics).group(1))
-    lost = sum(1 for _, status in tasks if status != "succeeded")
-    duplicated = sum(1 for n in prepared.values() if n > 1)
+        reports = conn.execute("SELECT order_id, count(*) FROM outbox GROUP BY 1"
+                               " HAVING count(*) > 1").fetchall()
+    lost = [task_id for task_id, status in tasks if status != "succeeded"]
+    duplicated = sum(1 for n in prepared_tasks(stack).values() if n > 1)
+    deliveries = deliveries_by_order(postgres_url, delivered)
+    delivered_once = sum(1 for order_id, n in deliveries.items() if order_id is not None and n == 1)
+    attempts = failed_attempts(postgres_url)
 
-    print(f"\nchaos: faults injected {sum(faults.values())} ({faults}); orders {len(placed)} placed, "
-          f"{orders_by_status(postgres_url).get('completed')} completed; tasks {len(tasks)}; "
-          f"lost = {lost}, duplicated = {duplicated}; {unfinished} orders unfinished at the PostgreSQL restart")
+    print(f"\nchaos: faults seen {dict(chaos.seen)}; orders {len(placed)} placed, "
+          f"{orders_by_status(postgres_url).get('completed', 0)} completed, {open_at_last_fault} open at the "
+          f"last fault; lost = {len(lost)}, duplicated = {duplicated}, delivered once = {delivered_once} "
+          f"({len(delivered)} commands, {dict(retries)}); {len(attempts)} attempts lost")
+    if lost:
+        explain(lost, attempts, chaos.log)
+    assert all(chaos.seen[kind] >= 1 for kind in KINDS), f"every kind of fault happened: {chaos.seen}"
+    assert open_at_last_fault > 0, "every fault struck while orders were being prepared"
     assert len(placed) == ORDERS and len(set(placed)) == ORDERS
     assert len(tasks) == ORDERS * len(FRUITS)
-    assert lost == 0 and duplicated == 0
+    assert lost == [] and duplicated == 0
+    assert deliveries == Counter(placed), "each salad handed out on GET /send_command exactly once"
+    assert left_over.status_code == 202, "no command left over"
     assert versions == [(1, ORDERS)], "each order's completion applied once at Shared"
     assert reports == [], "one completion report per order"
-    assert completions_seen == ORDERS, "Shared counted each completion once"
-    assert faults == {"worker SIGKILL": 8, "master restart": 1, "postgres restart": 1}
-    assert unfinished > 0, "PostgreSQL restarted while orders were still being prepared"
+    assert completions_counted_by_shared(stack) == ORDERS - chaos.completed_before_shared, \
+        "the Shared running now counted each completion it applied once"
+
+
+def explain(lost: list[int], attempts: list[tuple], faults: list[tuple]) -> None:
+    """Which attempts the failed tasks lost, and the faults around them."""
+    print("the lost tasks' attempts (UTC):")
+    for task_id, attempt, worker, error, failed_at in attempts:
+        if task_id in lost:
+            print(f"  {failed_at.astimezone(UTC):%H:%M:%S.%f} task {task_id} attempt {attempt} on {worker}: "
+                  f"{error}")
+    print("faults (UTC):")
+    for at, what in faults:
+        print(f"  {at:%H:%M:%S.%f} {what}")
