@@ -35,21 +35,26 @@ KINDS = {"worker", "shared", "master", "master-2", "postgres"}
 SIGKILLED = -signal.SIGKILL  # a child's returncode when SIGKILL ended it
 
 
-def place_orders(stack: LocalStack, placed: list[int], stop: threading.Event) -> None:
-    """A client ordering steadily; a 503 or a refused connection is retried with the same Idempotency-Key."""
+def place_orders(shared_url: str, headers: dict, tickets: threading.Semaphore, placed: list[int],
+                 stop: threading.Event) -> None:
+    """A client ordering as the faults let it, an order a ticket; a 503 or a refused connection is retried
+    with the same Idempotency-Key. It is given Shared's URL, not the stack: the stack's list of services
+    changes while a service restarts."""
     for _ in range(ORDERS):
+        while not tickets.acquire(timeout=0.5):
+            if stop.is_set():
+                return
         key = str(uuid.uuid4())
         while not stop.is_set():
             try:
-                response = httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": FRUITS}, timeout=10,
-                                      headers={**stack.client_headers, "Idempotency-Key": key})
+                response = httpx.post(f"{shared_url}/v1/orders", json={"fruits": FRUITS}, timeout=10,
+                                      headers={**headers, "Idempotency-Key": key})
                 if response.status_code == 201:
                     placed.append(response.json()["id"])
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        time.sleep(0.1)
 
 
 def collect_commands(master_urls: list[str], headers: dict, delivered: list[float], retries: Counter,
@@ -106,19 +111,26 @@ def finished_orders(database_url: str) -> int:
     return by_status.get("completed", 0) + by_status.get("failed", 0)
 
 
+def open_orders(database_url: str) -> int:
+    """Orders placed and not finished: waiting for a Master, or being prepared."""
+    by_status = orders_by_status(database_url)
+    return by_status.get("pending", 0) + by_status.get("in_progress", 0)
+
+
 class Chaos:
     """Injects the faults of the plan and counts those that happened, by kind."""
 
     def __init__(self, stack: LocalStack, master_urls: list[str], postgres, rng: random.Random) -> None:
         self.stack, self.master_urls, self.postgres, self.rng = stack, master_urls, postgres, rng
         self.seen: Counter = Counter()
-        self.log: list[tuple[datetime, str]] = []  # when, and what was hit: to explain a lost task
+        self.log: list[tuple[datetime, str, int]] = []  # when, what was hit, orders open: to explain
         self.completed_before_shared = 0  # orders completed when the Shared running now started
 
     def inject(self, fault: str) -> None:
         """One fault of the plan, counted under its kind only when what happened shows it."""
         worker = self.rng.choice([w for w in self.stack.worker_services if w.process.poll() is None])
-        self.log.append((datetime.now(UTC), worker.name if fault == "worker" else fault))
+        self.log.append((datetime.now(UTC), worker.name if fault == "worker" else fault,
+                         open_orders(self.stack.database_url)))
         if fault == "worker":
             self.seen[fault] += self.replace(worker)
         elif fault == "postgres":
@@ -127,9 +139,9 @@ class Chaos:
             self.seen[fault] += self.kill_and_restart(self.stack.find(fault))
 
     def replace(self, worker: Service) -> bool:
-        """A worker SIGKILLed; a new one, on either Master, takes its place."""
+        """A worker SIGKILLed; a new one, on either Master, takes its place (ready before the next fault)."""
         killed = sigkill(worker)
-        self.stack.add_worker(wait=False, SALAD_MASTER_URL=self.rng.choice(self.master_urls))
+        self.stack.add_worker(SALAD_MASTER_URL=self.rng.choice(self.master_urls))
         return killed
 
     def kill_and_restart(self, victim: Service) -> bool:
@@ -170,32 +182,37 @@ def completions_counted_by_shared(stack: LocalStack) -> float:
     return float(re.search(r'salad_orders_finished_total\{status="completed"\} (\S+)', metrics).group(1))
 
 
-def run(chaos: Chaos, master_urls: list[str], retries: Counter) -> tuple[list[int], list[float], int]:
+def run(chaos: Chaos, master_urls: list[str], retries: Counter) -> tuple[list[int], list[float]]:
     """A client orders and the seed's client collects finished salads while the faults of the plan strike,
-    until every order is finished and every completed salad collected. Returns the orders placed, the
-    commands collected, and how many orders were still open at the last fault."""
+    until every order is finished and every completed salad collected. The client gets its orders' tickets
+    in batches, one before each fault, so that every fault strikes while orders are being prepared however
+    long the restarts take. Returns the orders placed and the commands collected."""
     stack, database_url = chaos.stack, chaos.stack.database_url
-    placed, delivered, stop = [], [], threading.Event()
-    threads = [threading.Thread(target=place_orders, args=(stack, placed, stop)),
-               threading.Thread(target=collect_commands, args=(master_urls, stack.client_headers, delivered,
-                                                               retries, stop))]
-    for thread in threads:
-        thread.start()
+    placed, delivered, tickets, stop = [], [], threading.Semaphore(0), threading.Event()
+    client = threading.Thread(target=place_orders, args=(stack.shared_url, stack.client_headers, tickets,
+                                                         placed, stop))
+    collector = threading.Thread(target=collect_commands, args=(master_urls, stack.client_headers, delivered,
+                                                                retries, stop))
+    client.start()
+    collector.start()
+    batch = ORDERS // len(FAULT_PLAN)
     try:
         for fault in FAULT_PLAN:
+            tickets.release(batch)
             time.sleep(FAULT_PERIOD)
             chaos.inject(fault)
-        open_at_last_fault = ORDERS - finished_orders(database_url)
-        threads[0].join(120)
+        tickets.release(ORDERS - batch * len(FAULT_PLAN))
+        client.join(120)
+        assert len(placed) == ORDERS, f"the client placed {len(placed)} orders of {ORDERS}"
         wait_until(lambda: finished_orders(database_url) == ORDERS, 180, interval=0.5,
                    message=f"{ORDERS} orders finished")
         wait_until(lambda: len(delivered) >= orders_by_status(database_url).get("completed", 0), 30,
                    message="every completed salad collected on GET /send_command")
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(10)
-    return placed, delivered, open_at_last_fault
+        client.join(10)
+        collector.join(10)
+    return placed, delivered
 
 
 def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, restartable_postgres):
@@ -205,7 +222,8 @@ def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, re
     chaos = Chaos(stack, master_urls, restartable_postgres, random.Random(20261126))
 
     retries = Counter()
-    placed, delivered, open_at_last_fault = run(chaos, master_urls, retries)
+    placed, delivered = run(chaos, master_urls, retries)
+    open_at_faults = [open_orders for _, _, open_orders in chaos.log]
 
     left_over = httpx.get(f"{stack.master_url}/send_command", headers=stack.client_headers)
     with psycopg.connect(postgres_url) as conn:
@@ -220,13 +238,14 @@ def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, re
     attempts = failed_attempts(postgres_url)
 
     print(f"\nchaos: faults seen {dict(chaos.seen)}; orders {len(placed)} placed, "
-          f"{orders_by_status(postgres_url).get('completed', 0)} completed, {open_at_last_fault} open at the "
-          f"last fault; lost = {len(lost)}, duplicated = {duplicated}, delivered once = {delivered_once} "
-          f"({len(delivered)} commands, {dict(retries)}); {len(attempts)} attempts lost")
+          f"{orders_by_status(postgres_url).get('completed', 0)} completed, at least {min(open_at_faults)} "
+          f"open at each fault; lost = {len(lost)}, duplicated = {duplicated}, "
+          f"delivered once = {delivered_once} ({len(delivered)} commands, {dict(retries)}); "
+          f"{len(attempts)} attempts lost")
     if lost:
         explain(lost, attempts, chaos.log)
     assert all(chaos.seen[kind] >= 1 for kind in KINDS), f"every kind of fault happened: {chaos.seen}"
-    assert open_at_last_fault > 0, "every fault struck while orders were being prepared"
+    assert min(open_at_faults) > 0, "every fault struck while orders were being prepared"
     assert len(placed) == ORDERS and len(set(placed)) == ORDERS
     assert len(tasks) == ORDERS * len(FRUITS)
     assert lost == [] and duplicated == 0
@@ -246,5 +265,5 @@ def explain(lost: list[int], attempts: list[tuple], faults: list[tuple]) -> None
             print(f"  {failed_at.astimezone(UTC):%H:%M:%S.%f} task {task_id} attempt {attempt} on {worker}: "
                   f"{error}")
     print("faults (UTC):")
-    for at, what in faults:
-        print(f"  {at:%H:%M:%S.%f} {what}")
+    for at, what, open_orders in faults:
+        print(f"  {at:%H:%M:%S.%f} {what} ({open_orders} orders open)")
