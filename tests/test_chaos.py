@@ -1,5 +1,11 @@
-"""Chaos: 100 orders while workers are SIGKILLed at random, a Master replica is killed and restarted, and
-PostgreSQL restarts. Every order completes, every task succeeds once, every completion reaches Shared once."""
+"""Chaos: 100 orders while every kind of process is SIGKILLed — workers (replaced by new ones), Shared and
+each Master (started again on their ports) — and PostgreSQL restarts, with the default SALAD_MAX_ATTEMPTS.
+Every task succeeds once, every completion reaches Shared once, and the seed's client collecting finished
+salads on GET /send_command gets each one exactly once.
+
+Faults are counted from what happened, not from the plan: a killed process's exit status, a restarted service
+answering /readyz again, PostgreSQL's postmaster started anew.
+"""
 
 import random
 import re
@@ -7,35 +13,92 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
+from salad.cli.stack import LocalStack, Service
 
 from tests.helpers import prepared_tasks, wait_until
 
 ORDERS = 100
 FRUITS = ["apple", "banana", "kiwi", "mango", "pear"]
-CHAOS = {"SALAD_LEASE_SECONDS": "2", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.4",
-         "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1", "SALAD_MAX_ATTEMPTS": "10"}
-FAULT_PERIOD = 1.5  # seconds between faults
-FAULT_PLAN = ["worker", "worker", "worker", "master", "worker", "worker", "postgres", "worker", "worker", "worker"]
+# Short leases and loops so that the test takes a minute or two; the lease outlasts a Master's restart (the
+# workers it leased tasks to heartbeat again once it is back). SALAD_MAX_ATTEMPTS is left at its default.
+CHAOS = {"SALAD_LEASE_SECONDS": "5", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.5",
+         "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1", "SALAD_INTAKE_LEASE_SECONDS": "3"}
+FAULT_PERIOD = 1.0  # seconds between faults, besides the time a restart takes
+FAULT_PLAN = ["worker", "shared", "worker", "master", "worker", "master-2", "postgres", "worker", "master",
+              "shared", "worker", "master-2", "worker"]
+KINDS = {"worker", "shared", "master", "master-2", "postgres"}
+SIGKILLED = -signal.SIGKILL  # a child's returncode when SIGKILL ended it
 
 
-def place_orders(stack, placed: list[int], stop: threading.Event) -> None:
-    """A client ordering steadily; a 503 or a refused connection is retried with the same Idempotency-Key."""
-    for n in range(ORDERS):
+def place_orders(shared_url: str, headers: dict, tickets: threading.Semaphore, placed: list[int],
+                 stop: threading.Event) -> None:
+    """A client ordering as the faults let it, an order a ticket; a 503 or a refused connection is retried
+    with the same Idempotency-Key. It is given Shared's URL, not the stack: the stack's list of services
+    changes while a service restarts."""
+    for _ in range(ORDERS):
+        while not tickets.acquire(timeout=0.5):
+            if stop.is_set():
+                return
         key = str(uuid.uuid4())
         while not stop.is_set():
             try:
-                response = httpx.post(f"{stack.shared_url}/v1/orders", json={"fruits": FRUITS}, timeout=10,
-                                      headers={**stack.client_headers, "Idempotency-Key": key})
+                response = httpx.post(f"{shared_url}/v1/orders", json={"fruits": FRUITS}, timeout=10,
+                                      headers={**headers, "Idempotency-Key": key})
                 if response.status_code == 201:
                     placed.append(response.json()["id"])
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        time.sleep(0.1)
+
+
+def collect_commands(master_urls: list[str], headers: dict, delivered: list[float], retries: Counter,
+                     stop: threading.Event) -> None:
+    """The seed's client waiting for finished salads on GET /send_command, from whichever Master answers.
+
+    An answer that did not come (a Master killed, PostgreSQL restarting) is asked for again with the same
+    Idempotency-Key, so that a salad handed out just before the failure is handed out again, not lost.
+    `retries` counts the requests not answered, and the salads handed out again."""
+    key = str(uuid.uuid4())
+    while not stop.is_set():
+        for url in master_urls:
+            try:
+                response = httpx.get(f"{url}/send_command", timeout=5,
+                                     headers={**headers, "Idempotency-Key": key})
+            except httpx.TransportError:
+                retries["unanswered"] += 1
+                continue
+            if response.status_code == 200:
+                delivered.append(response.json()["preparation_time"])
+                retries["handed out again"] += response.headers.get("Idempotent-Replayed") == "true"
+                key = str(uuid.uuid4())
+                break
+            if response.status_code == 202:
+                time.sleep(0.05)
+                break
+            retries["unanswered"] += 1
+        else:  # no Master answered: both restarting, or the database
+            time.sleep(0.2)
+
+
+def sigkill(service: Service) -> bool:
+    """SIGKILL; True when the process's exit status says the signal ended it."""
+    service.signal(signal.SIGKILL)
+    return service.process.wait(10) == SIGKILLED
+
+
+def answers_ready(service: Service) -> bool:
+    return httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200
+
+
+def postmaster_started(database_url: str) -> datetime:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
 
 
 def orders_by_status(database_url: str) -> dict[str, int]:
@@ -43,58 +106,164 @@ def orders_by_status(database_url: str) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM orders GROUP BY status").fetchall())
 
 
-def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, restartable_postgres):
-    rng = random.Random(20261126)
-    stack = make_stack(postgres_url, workers=4, slots=2, time_scale=0.02, env=CHAOS)
-    second_master = stack.add_master()
-    stack.add_worker("worker-5", SALAD_MASTER_URL=second_master.url)
-    placed, stop = [], threading.Event()
-    client = threading.Thread(target=place_orders, args=(stack, placed, stop))
+def finished_orders(database_url: str) -> int:
+    by_status = orders_by_status(database_url)
+    return by_status.get("completed", 0) + by_status.get("failed", 0)
+
+
+def open_orders(database_url: str) -> int:
+    """Orders placed and not finished: waiting for a Master, or being prepared."""
+    by_status = orders_by_status(database_url)
+    return by_status.get("pending", 0) + by_status.get("in_progress", 0)
+
+
+class Chaos:
+    """Injects the faults of the plan and counts those that happened, by kind."""
+
+    def __init__(self, stack: LocalStack, master_urls: list[str], postgres, rng: random.Random) -> None:
+        self.stack, self.master_urls, self.postgres, self.rng = stack, master_urls, postgres, rng
+        self.seen: Counter = Counter()
+        self.log: list[tuple[datetime, str, int]] = []  # when, what was hit, orders open: to explain
+        self.completed_before_shared = 0  # orders completed when the Shared running now started
+
+    def inject(self, fault: str) -> None:
+        """One fault of the plan, counted under its kind only when what happened shows it."""
+        worker = self.rng.choice([w for w in self.stack.worker_services if w.process.poll() is None])
+        self.log.append((datetime.now(UTC), worker.name if fault == "worker" else fault,
+                         open_orders(self.stack.database_url)))
+        if fault == "worker":
+            self.seen[fault] += self.replace(worker)
+        elif fault == "postgres":
+            self.seen[fault] += self.restart_postgres()
+        else:
+            self.seen[fault] += self.kill_and_restart(self.stack.find(fault))
+
+    def replace(self, worker: Service) -> bool:
+        """A worker SIGKILLed; a new one, on either Master, takes its place (ready before the next fault)."""
+        killed = sigkill(worker)
+        self.stack.add_worker(SALAD_MASTER_URL=self.rng.choice(self.master_urls))
+        return killed
+
+    def kill_and_restart(self, victim: Service) -> bool:
+        """Shared or a Master SIGKILLed, then started again on its port: True when it died of the signal and
+        the new process answers /readyz."""
+        killed = sigkill(victim)
+        if victim.name == "shared":  # no Shared runs now: the next one applies every completion from here on
+            self.completed_before_shared = orders_by_status(self.stack.database_url).get("completed", 0)
+        return killed and answers_ready(self.stack.restart_service(victim))
+
+    def restart_postgres(self) -> bool:
+        """True when PostgreSQL's postmaster started anew."""
+        before = postmaster_started(self.stack.database_url)
+        self.postgres.restart()
+        return postmaster_started(self.stack.database_url) > before
+
+
+def failed_attempts(database_url: str) -> list[tuple]:
+    """Every lost or failed attempt: which task, on which worker, why, when."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT task_id, attempt, worker, error, failed_at FROM task_failures"
+                            " ORDER BY failed_at").fetchall()
+
+
+def deliveries_by_order(database_url: str, delivered: list[float]) -> Counter:
+    """Which order each command handed out on GET /send_command was (told by its preparation time, which
+    differs between orders: they were placed at different microseconds)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT preparation_time, order_id FROM salads"
+                            " WHERE status = 'completed'").fetchall()
+    salads = dict(rows)
+    assert len(salads) == len(rows), "each salad's preparation time tells it apart"
+    return Counter(salads.get(seconds) for seconds in delivered)
+
+
+def completions_counted_by_shared(stack: LocalStack) -> float:
+    metrics = httpx.get(f"{stack.shared_url}/metrics").text
+    return float(re.search(r'salad_orders_finished_total\{status="completed"\} (\S+)', metrics).group(1))
+
+
+def run(chaos: Chaos, master_urls: list[str], retries: Counter) -> tuple[list[int], list[float]]:
+    """A client orders and the seed's client collects finished salads while the faults of the plan strike,
+    until every order is finished and every completed salad collected. The client gets its orders' tickets
+    in batches, one before each fault, so that every fault strikes while orders are being prepared however
+    long the restarts take. Returns the orders placed and the commands collected."""
+    stack, database_url = chaos.stack, chaos.stack.database_url
+    placed, delivered, tickets, stop = [], [], threading.Semaphore(0), threading.Event()
+    client = threading.Thread(target=place_orders, args=(stack.shared_url, stack.client_headers, tickets,
+                                                         placed, stop))
+    collector = threading.Thread(target=collect_commands, args=(master_urls, stack.client_headers, delivered,
+                                                                retries, stop))
     client.start()
-    faults = {"worker SIGKILL": 0, "master restart": 0, "postgres restart": 0}
+    collector.start()
+    batch = ORDERS // len(FAULT_PLAN)
     try:
         for fault in FAULT_PLAN:
+            tickets.release(batch)
             time.sleep(FAULT_PERIOD)
-            if fault == "master":  # a Master replica killed and started again on its port
-                second_master.signal(signal.SIGKILL)
-                second_master = stack.restart_service(second_master)
-                faults["master restart"] += 1
-            elif fault == "postgres":
-                unfinished = ORDERS - orders_by_status(postgres_url).get("completed", 0)
-                restartable_postgres.restart()
-                faults["postgres restart"] += 1
-            else:  # a random worker killed; a new one takes its place
-                victim = rng.choice([w for w in stack.worker_services if w.process.poll() is None])
-                victim.signal(signal.SIGKILL)
-                victim.process.wait(5)
-                stack.add_worker(wait=False, SALAD_MASTER_URL=rng.choice([stack.master_url, second_master.url]))
-                faults["worker SIGKILL"] += 1
+            chaos.inject(fault)
+        tickets.release(ORDERS - batch * len(FAULT_PLAN))
         client.join(120)
-        wait_until(lambda: orders_by_status(postgres_url).get("completed") == ORDERS, 180, interval=0.5,
-                   message=f"{ORDERS} orders completed")
+        assert len(placed) == ORDERS, f"the client placed {len(placed)} orders of {ORDERS}"
+        wait_until(lambda: finished_orders(database_url) == ORDERS, 180, interval=0.5,
+                   message=f"{ORDERS} orders finished")
+        wait_until(lambda: len(delivered) >= orders_by_status(database_url).get("completed", 0), 30,
+                   message="every completed salad collected on GET /send_command")
     finally:
         stop.set()
         client.join(10)
+        collector.join(10)
+    return placed, delivered
 
+
+def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, restartable_postgres):
+    stack = make_stack(postgres_url, workers=4, slots=2, time_scale=0.05, env=CHAOS)
+    master_urls = [stack.master_url, stack.add_master("master-2").url]
+    stack.add_worker("worker-5", SALAD_MASTER_URL=master_urls[1])
+    chaos = Chaos(stack, master_urls, restartable_postgres, random.Random(20261126))
+
+    retries = Counter()
+    placed, delivered = run(chaos, master_urls, retries)
+    open_at_faults = [open_orders for _, _, open_orders in chaos.log]
+
+    left_over = httpx.get(f"{stack.master_url}/send_command", headers=stack.client_headers)
     with psycopg.connect(postgres_url) as conn:
         tasks = conn.execute("SELECT id, status FROM tasks").fetchall()
         versions = conn.execute("SELECT master_version, count(*) FROM orders GROUP BY 1").fetchall()
-        reports = conn.execute("SELECT order_id, count(*) FROM outbox GROUP BY 1 HAVING count(*) > 1").fetchall()
-    prepared = prepared_tasks(stack)
-    shared_metrics = httpx.get(f"{stack.shared_url}/metrics").text
-    completions_seen = float(re.search(r'salad_orders_finished_total\{status="completed"\} (\S+)',
-                                       shared_metrics).group(1))
-    lost = sum(1 for _, status in tasks if status != "succeeded")
-    duplicated = sum(1 for n in prepared.values() if n > 1)
+        reports = conn.execute("SELECT order_id, count(*) FROM outbox GROUP BY 1"
+                               " HAVING count(*) > 1").fetchall()
+    lost = [task_id for task_id, status in tasks if status != "succeeded"]
+    duplicated = sum(1 for n in prepared_tasks(stack).values() if n > 1)
+    deliveries = deliveries_by_order(postgres_url, delivered)
+    delivered_once = sum(1 for order_id, n in deliveries.items() if order_id is not None and n == 1)
+    attempts = failed_attempts(postgres_url)
 
-    print(f"\nchaos: faults injected {sum(faults.values())} ({faults}); orders {len(placed)} placed, "
-          f"{orders_by_status(postgres_url).get('completed')} completed; tasks {len(tasks)}; "
-          f"lost = {lost}, duplicated = {duplicated}; {unfinished} orders unfinished at the PostgreSQL restart")
+    print(f"\nchaos: faults seen {dict(chaos.seen)}; orders {len(placed)} placed, "
+          f"{orders_by_status(postgres_url).get('completed', 0)} completed, at least {min(open_at_faults)} "
+          f"open at each fault; lost = {len(lost)}, duplicated = {duplicated}, "
+          f"delivered once = {delivered_once} ({len(delivered)} commands, {dict(retries)}); "
+          f"{len(attempts)} attempts lost")
+    if lost:
+        explain(lost, attempts, chaos.log)
+    assert all(chaos.seen[kind] >= 1 for kind in KINDS), f"every kind of fault happened: {chaos.seen}"
+    assert min(open_at_faults) > 0, "every fault struck while orders were being prepared"
     assert len(placed) == ORDERS and len(set(placed)) == ORDERS
     assert len(tasks) == ORDERS * len(FRUITS)
-    assert lost == 0 and duplicated == 0
+    assert lost == [] and duplicated == 0
+    assert deliveries == Counter(placed), "each salad handed out on GET /send_command exactly once"
+    assert left_over.status_code == 202, "no command left over"
     assert versions == [(1, ORDERS)], "each order's completion applied once at Shared"
     assert reports == [], "one completion report per order"
-    assert completions_seen == ORDERS, "Shared counted each completion once"
-    assert faults == {"worker SIGKILL": 8, "master restart": 1, "postgres restart": 1}
-    assert unfinished > 0, "PostgreSQL restarted while orders were still being prepared"
+    assert completions_counted_by_shared(stack) == ORDERS - chaos.completed_before_shared, \
+        "the Shared running now counted each completion it applied once"
+
+
+def explain(lost: list[int], attempts: list[tuple], faults: list[tuple]) -> None:
+    """Which attempts the failed tasks lost, and the faults around them."""
+    print("the lost tasks' attempts (UTC):")
+    for task_id, attempt, worker, error, failed_at in attempts:
+        if task_id in lost:
+            print(f"  {failed_at.astimezone(UTC):%H:%M:%S.%f} task {task_id} attempt {attempt} on {worker}: "
+                  f"{error}")
+    print("faults (UTC):")
+    for at, what, open_orders in faults:
+        print(f"  {at:%H:%M:%S.%f} {what} ({open_orders} orders open)")

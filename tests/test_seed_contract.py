@@ -10,6 +10,8 @@ import time
 
 import httpx
 
+from tests.helpers import order, wait_final
+
 SEED_MASTER = {"SALAD_SEED_ROUTES_OPEN": "true", "SALAD_EXECUTION_TIME_MIN": "0", "SALAD_EXECUTION_TIME_MAX": "1",
                "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1"}
 
@@ -94,3 +96,22 @@ def test_the_seed_shared_route_lists_fruits_waiting_for_a_master(make_stack, pos
 
     assert response.status_code == 200
     assert response.json() == [{"fruit": "apple"}, {"fruit": "kiwi"}]
+
+
+def test_a_command_asked_again_with_its_key_is_handed_out_again(make_stack, postgres_url):
+    """A salad is marked handed out before its answer leaves: a client whose answer was lost (Master killed,
+    connection cut) asks again with the same Idempotency-Key and gets that salad, not the next one."""
+    stack = make_stack(postgres_url, workers=1, time_scale=0, env=SEED_MASTER)
+    for fruits in (["apple"], ["kiwi", "pear"]):
+        wait_final(stack, order(stack, fruits)["id"])
+
+    def send_command(key: str) -> httpx.Response:
+        headers = {**stack.client_headers, "Idempotency-Key": key}
+        return httpx.get(f"{stack.master_url}/send_command", headers=headers)
+
+    first, again, second, none_left = (send_command(key) for key in ("a", "a", "b", "c"))
+
+    assert first.status_code == again.status_code == second.status_code == 200
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert second.json() != first.json() and "Idempotent-Replayed" not in second.headers
+    assert none_left.status_code == 202

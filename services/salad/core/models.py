@@ -114,6 +114,8 @@ class Salad(SQLModel, table=True):
               postgresql_where=text("finished_at IS NOT NULL")),
         Index("ix_salads_progress_due", "order_id",  # the relay finds the orders whose counts changed
               postgresql_where=text("progress_due")),
+        Index("ix_salads_seed_request_key", "seed_request_key", unique=True,  # a retried GET /send_command
+              postgresql_where=text("seed_request_key IS NOT NULL")),
     )
 
     order_id: int = Field(primary_key=True)
@@ -126,6 +128,7 @@ class Salad(SQLModel, table=True):
     failure_reason: str | None = None
     version: int = 0  # counts state changes (completed, failed, resumed) reported to Shared
     seed_collected: bool = False  # handed out by the seed route GET /send_command
+    seed_request_key: str | None = Field(default=None, max_length=255)  # the Idempotency-Key of that request
     # Its fruit counts changed since the relay last reported them to Shared (see Outbox).
     progress_due: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 

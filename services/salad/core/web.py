@@ -3,9 +3,9 @@
 import gc
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -31,6 +31,9 @@ def errors(*codes: int) -> dict[int, dict]:
     return {code: {"model": ErrorBody} for code in codes}
 
 
+# A client's name for one request, so that retrying it does what the first did once (printable ASCII).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                             pattern=r"^[\x21-\x7e]+$")]
 UNMATCHED_ROUTE = "unmatched"  # 404s share one label value, so random paths cannot explode the series
 RETRY_AFTER_SECONDS = 2  # told to callers while the database is unreachable
 

@@ -2,14 +2,15 @@
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlmodel import Session
 
 from salad.contracts.seed import SeedAssignment, SeedCommand, SeedMessage, SeedResult, SeedWorker
 from salad.core.auth import Role, require
 from salad.core.db import transaction
 from salad.core.models import OrderStatus, Salad, Task, TaskStatus
 from salad.core.settings import master_settings
-from salad.core.web import errors
+from salad.core.web import IdempotencyKey, errors
 from salad.master import tasks
 
 router = APIRouter(tags=["seed"], responses=errors(401, 403))
@@ -50,17 +51,35 @@ def result(body: SeedResult, request: Request):
 
 
 @router.get("/send_command", response_model=SeedCommand, responses={202: {"model": SeedMessage}}, dependencies=[require(Role.CLIENT, open_flag="seed_routes_open")])
-def send_command(request: Request):
-    """Seed contract: hand out the next salad made ready since the last call, once."""
+def send_command(request: Request, idempotency_key: IdempotencyKey = None):
+    """Seed contract: hand out the next salad made ready since the last call, once.
+
+    It is marked handed out before the answer leaves: an answer lost on the way (Master killed, connection
+    cut) loses that salad's command. A request with an `Idempotency-Key`, retried with it, gets the salad it
+    handed out again (the seed's client sends none).
+    """
     with transaction(request.app.state.engine) as session:
-        ready = (
-            select(Salad.order_id).where(Salad.status == OrderStatus.COMPLETED, Salad.seed_collected.is_(False))
-            .order_by(Salad.finished_at).limit(1).with_for_update(skip_locked=True)
-        )
-        row = session.execute(
-            update(Salad).where(Salad.order_id == ready.scalar_subquery()).values(seed_collected=True)
-            .returning(Salad.preparation_time)
-        ).one_or_none()
+        earlier = handed_out_under(session, idempotency_key) if idempotency_key is not None else None
+        row = earlier or hand_out_next(session, idempotency_key)
     if row is None:
         return JSONResponse(status_code=202, content={"message": "No command"})
-    return {"message": SALAD_READY, "preparation_time": row.preparation_time}
+    return JSONResponse({"message": SALAD_READY, "preparation_time": row.preparation_time},
+                        headers={"Idempotent-Replayed": "true"} if earlier else None)
+
+
+def handed_out_under(session: Session, key: str):
+    """The salad handed out under this key, if any. Requests with one key take turns (a transaction lock)."""
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+    return session.execute(select(Salad.preparation_time).where(Salad.seed_request_key == key)).one_or_none()
+
+
+def hand_out_next(session: Session, key: str | None):
+    """The salad completed first among those not handed out yet, marked handed out (under `key`)."""
+    ready = (
+        select(Salad.order_id).where(Salad.status == OrderStatus.COMPLETED, Salad.seed_collected.is_(False))
+        .order_by(Salad.finished_at).limit(1).with_for_update(skip_locked=True)
+    )
+    return session.execute(
+        update(Salad).where(Salad.order_id == ready.scalar_subquery())
+        .values(seed_collected=True, seed_request_key=key).returning(Salad.preparation_time)
+    ).one_or_none()

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from salad.core.auth import Role, require
 from salad.core.fields import MAX_ID, IdPath
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
-from salad.core.web import as_json, errors
+from salad.core.web import IdempotencyKey, as_json, errors
 from salad.shared import orders
 
 AUTH_ERRORS = errors(401, 403)
@@ -23,9 +23,6 @@ internal = APIRouter(prefix="/internal/v1", tags=["master"], dependencies=[requi
                      responses=AUTH_ERRORS)
 seed = APIRouter(tags=["seed"], dependencies=[require(Role.CLIENT, open_flag="seed_routes_open")],
                  responses=AUTH_ERRORS)
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                             pattern=r"^[\x21-\x7e]+$")]
 
 
 def engine_of(request: Request):
