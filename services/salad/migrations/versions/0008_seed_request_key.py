@@ -3,8 +3,8 @@
 A salad was marked collected in the transaction before its answer went out: a Master killed (or a connection
 cut) in between lost that completion for good. The key a salad went out under lets a retry get it again.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05 23:50:00
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
