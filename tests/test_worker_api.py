@@ -139,6 +139,26 @@ def test_an_exchange_sent_again_gets_the_tasks_its_lost_answer_leased_and_spends
     assert sorted(task_attempts(stack).values()) == [1] * 5, "no task leased twice, none lost an attempt"
 
 
+def test_a_failure_sent_again_in_a_retried_exchange_is_answered_as_recorded(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, env={"SALAD_INTAKE_INTERVAL": "0.1"})  # leases outlast the test
+    order(stack, ["apple"])
+    with worker_client(stack) as master:
+        [task] = claim(master)
+        request = dict(request_id=str(uuid.uuid4()), max_tasks=1, results=[
+            {"id": task["id"], "lease_id": task["lease_id"], "outcome": "failed", "error": "dropped it"}])
+
+        lost = exchange(master, **request)
+        again = exchange(master, **request, retry=True)
+
+    assert [(a["status"], a["lease_lost"]) for a in lost["results"]] == [("queued", False)]
+    assert [(t["id"], t["attempt"]) for t in lost["tasks"]] == [(task["id"], 2)], "queued again, leased again"
+    assert [(a["status"], a["lease_lost"]) for a in again["results"]] == [("running", False)], \
+        "recorded the first time, though the task runs under another lease now"
+    assert [(t["id"], t["lease_id"], t["attempt"]) for t in again["tasks"]] == [(task["id"], request["request_id"], 2)]
+    with psycopg.connect(stack.database_url) as conn:
+        assert conn.execute("SELECT attempt, error FROM task_failures").fetchall() == [(1, "dropped it")]
+
+
 def test_a_long_poll_sent_again_stops_its_first_attempt_which_then_leases_nothing(stack, master):
     request = {"worker": "w1", "max_tasks": 2, "wait": 20, "request_id": str(uuid.uuid4())}
     with ThreadPoolExecutor(2) as pool:

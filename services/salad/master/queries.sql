@@ -190,6 +190,13 @@ WHERE tasks.id = ANY(CAST(:ids AS integer[]))
 ORDER BY tasks.id
 FOR UPDATE;
 
+-- name: failure_on_record
+-- Whether :worker's failure of task :task_id with :error is recorded: a retried request sends again the
+-- failures its first attempt recorded, whose tasks have moved on since under another lease.
+SELECT EXISTS (SELECT FROM task_failures
+               WHERE task_failures.task_id = :task_id AND task_failures.worker = :worker
+                 AND task_failures.error = :error);
+
 -- name: count_down
 -- Count :done fruits off order :order, flagged for a progress report; the caller completes the order when
 -- none remain. It counts a failed order's late results too: a requeue resumes it, still counting right.

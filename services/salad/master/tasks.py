@@ -234,11 +234,12 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     retried post, an unknown task) is answered after it.
 
     A `retry` (the worker got no answer to an earlier attempt under the request id `lease`) is answered with
-    the tasks that attempt leased, if any are still running under it, and leases no other.
+    the tasks that attempt leased, if any are still running under it, and leases no other; the failures it
+    sends again are answered as recorded when that attempt recorded them.
     """
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
-    answered = record_apart(engine, failures) if failures else {}
+    answered = record_apart(engine, failures, worker if retry else None) if failures else {}
     successes = successes_in(first)
     resumed = resume(engine, worker, lease, lease_seconds, timeout_seconds) if retry and lease else []
     terms = lease_terms(worker, 0 if resumed else max_tasks, lease_seconds, lease)
@@ -256,10 +257,10 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     return [answered[r.id] for r in reports], resumed or leased_tasks(leased, terms, timeout_seconds)
 
 
-def record_apart(engine: Engine, reports: list[Report]) -> dict[int, ResultAck]:
+def record_apart(engine: Engine, reports: list[Report], resent_by: str | None = None) -> dict[int, ResultAck]:
     """Record results in a transaction of their own; returns each task's acknowledgement."""
     with transaction(engine) as session:
-        acks, done = record_results(session, reports)
+        acks, done = record_results(session, reports, resent_by)
         count_down(session, done)
     return {ack.id: ack for ack in acks}
 
@@ -277,12 +278,17 @@ def successes_in(first: dict[int, Report]) -> list[Report]:
     return sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
 
 
-def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
+def record_results(session: Session, reports: list[Report],
+                   resent_by: str | None = None) -> tuple[list[ResultAck], Counter]:
     """Record results in a few statements whatever their number; each is acknowledged on its own.
 
     Successes under a current lease are recorded by one statement; the rest (failures, stale leases,
     retried posts, unknown tasks) are then read under lock and answered one by one. Returns the
     acknowledgements and the fruits done per order, for `count_down` to apply last in the transaction.
+
+    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
+    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
+    lease, and the failure is answered as recorded, not as a lost lease.
     """
     now = utcnow()
     first = first_reports(reports)
@@ -297,15 +303,27 @@ def record_results(session: Session, reports: list[Report]) -> tuple[list[Result
         if row is None:
             acks[task_id] = ResultAck(id=task_id, status=None)
         elif row.lease_id != str(report.lease_id):
-            acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=True)
+            resent = resent_by is not None and failure_on_record(connection, report, resent_by)
+            acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=not resent)
         elif row.status != TaskStatus.RUNNING or report.outcome == TaskStatus.SUCCEEDED:
             acks[task_id] = ResultAck(id=task_id, status=row.status)  # a retried post: already recorded
         else:
             task = session.get(Task, task_id)
             reason = "timeout" if report.outcome == "timed_out" else "error"
-            retry_or_fail(session, task, report.error or f"the worker reported: {report.outcome}", now, reason=reason)
+            retry_or_fail(session, task, failure_error(report), now, reason=reason)
             acks[task_id] = ResultAck(id=task_id, status=task.status)
     return [acks[r.id] for r in reports], done
+
+
+def failure_error(report: Report) -> str:
+    """The error a failure report is recorded with."""
+    return report.error or f"the worker reported: {report.outcome}"
+
+
+def failure_on_record(connection, report: Report, worker: str) -> bool:
+    """Is this report a failure already recorded from `worker`?"""
+    return report.outcome != TaskStatus.SUCCEEDED and connection.execute(
+        SQL.failure_on_record, dict(task_id=report.id, worker=worker, error=failure_error(report))).scalar()
 
 
 def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[set[int], Counter]:
