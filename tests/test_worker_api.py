@@ -21,10 +21,14 @@ def stack(make_stack, postgres_url):
     return make_stack(postgres_url, workers=0, env=QUICK_LEASES)
 
 
+def worker_client(stack) -> httpx.Client:
+    return httpx.Client(base_url=stack.master_url, timeout=30,
+                        headers={"Authorization": f"Bearer {stack.tokens['worker']}"})
+
+
 @pytest.fixture
 def master(stack):
-    with httpx.Client(base_url=stack.master_url, timeout=30,
-                      headers={"Authorization": f"Bearer {stack.tokens['worker']}"}) as client:
+    with worker_client(stack) as client:
         yield client
 
 
@@ -52,8 +56,7 @@ def test_a_claim_leases_longest_fruits_first_and_a_result_completes_the_order(st
 def test_an_order_is_handed_out_in_the_order_planned_for_the_live_workers(make_stack, postgres_url):
     stack = make_stack(postgres_url, workers=0, env={"SALAD_RANDOM_SEED": "3"})
     workers = [Capacity(slots=1, prefetch=1)] * 3
-    with httpx.Client(base_url=stack.master_url, timeout=30,
-                      headers={"Authorization": f"Bearer {stack.tokens['worker']}"}) as master:
+    with worker_client(stack) as master:
         for name in ("w1", "w2", "w3"):
             assert master.put(f"/v1/workers/{name}", json={"slots": 1, "prefetch": 1}).status_code == 204
         order(stack, [f"fruit-{i}" for i in range(10)])
@@ -101,10 +104,75 @@ def test_a_long_poll_is_answered_as_soon_as_a_task_is_queued(stack, master):
     assert time.monotonic() - started < 5, "answered on the order, not at the end of the wait"
 
 
-def exchange(master, results: list[dict], max_tasks=0, worker="w1") -> dict:
-    response = master.post("/v1/tasks/exchange", json={"worker": worker, "results": results, "max_tasks": max_tasks})
+def exchange(master, results: list[dict], max_tasks=0, worker="w1", **retryable) -> dict:
+    response = master.post("/v1/tasks/exchange", json={"worker": worker, "results": results, "max_tasks": max_tasks,
+                                                       **retryable})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def task_attempts(stack) -> dict[int, int]:
+    with psycopg.connect(stack.database_url) as conn:
+        return dict(conn.execute("SELECT id, attempts FROM tasks").fetchall())
+
+
+def test_an_exchange_sent_again_gets_the_tasks_its_lost_answer_leased_and_spends_no_attempt(make_stack,
+                                                                                             postgres_url):
+    stack = make_stack(postgres_url, workers=0, env={"SALAD_INTAKE_INTERVAL": "0.1"})  # leases outlast the test
+    order(stack, ["apple", "banana", "kiwi", "mango", "pear"])
+    with worker_client(stack) as master:
+        [done] = claim(master)
+        request = dict(request_id=str(uuid.uuid4()), max_tasks=2,
+                       results=[{"id": done["id"], "lease_id": done["lease_id"], "result": "ok"}])
+
+        lost = exchange(master, **request)  # Master committed it; the worker never got the answer
+        again = exchange(master, **request, retry=True)
+        other = exchange(master, worker="w2", request_id=request["request_id"], retry=True, results=[], max_tasks=2)
+
+    assert [(a["status"], a["lease_lost"]) for a in again["results"]] == [("succeeded", False)]
+    assert len(lost["tasks"]) == 2
+    assert [(t["id"], t["lease_id"], t["attempt"]) for t in again["tasks"]] == \
+        [(t["id"], request["request_id"], 1) for t in lost["tasks"]], "the same tasks, leases and attempts"
+    assert min(t["lease_expires_at"] for t in again["tasks"]) > max(t["lease_expires_at"] for t in lost["tasks"])
+    assert len(other["tasks"]) == 2, "another worker naming that request id leases anew"
+    assert {t["id"] for t in lost["tasks"]}.isdisjoint(t["id"] for t in other["tasks"])
+    assert sorted(task_attempts(stack).values()) == [1] * 5, "no task leased twice, none lost an attempt"
+
+
+def test_a_failure_sent_again_in_a_retried_exchange_is_answered_as_recorded(make_stack, postgres_url):
+    stack = make_stack(postgres_url, workers=0, env={"SALAD_INTAKE_INTERVAL": "0.1"})  # leases outlast the test
+    order(stack, ["apple"])
+    with worker_client(stack) as master:
+        [task] = claim(master)
+        request = dict(request_id=str(uuid.uuid4()), max_tasks=1, results=[
+            {"id": task["id"], "lease_id": task["lease_id"], "outcome": "failed", "error": "dropped it"}])
+
+        lost = exchange(master, **request)
+        again = exchange(master, **request, retry=True)
+
+    assert [(a["status"], a["lease_lost"]) for a in lost["results"]] == [("queued", False)]
+    assert [(t["id"], t["attempt"]) for t in lost["tasks"]] == [(task["id"], 2)], "queued again, leased again"
+    assert [(a["status"], a["lease_lost"]) for a in again["results"]] == [("running", False)], \
+        "recorded the first time, though the task runs under another lease now"
+    assert [(t["id"], t["lease_id"], t["attempt"]) for t in again["tasks"]] == [(task["id"], request["request_id"], 2)]
+    with psycopg.connect(stack.database_url) as conn:
+        assert conn.execute("SELECT attempt, error FROM task_failures").fetchall() == [(1, "dropped it")]
+
+
+def test_a_long_poll_sent_again_stops_its_first_attempt_which_then_leases_nothing(stack, master):
+    request = {"worker": "w1", "max_tasks": 2, "wait": 20, "request_id": str(uuid.uuid4())}
+    with ThreadPoolExecutor(2) as pool:
+        # the worker gave up on the first attempt, but its connection to Master stays open: Master cannot tell
+        first = pool.submit(master.post, "/v1/tasks/claim", json=request)
+        time.sleep(0.5)
+        again = pool.submit(master.post, "/v1/tasks/claim", json={**request, "retry": True})
+        stopped = first.result(timeout=5)
+        order(stack, ["apple", "kiwi"])
+        answer = again.result(timeout=25)
+
+    assert stopped.status_code == 200 and stopped.json() == {"tasks": []}, "stopped by the retry, leasing nothing"
+    assert answer.status_code == 200
+    assert [t["lease_id"] for t in answer.json()["tasks"]] == [request["request_id"]] * 2, "the retry got both"
 
 
 def test_an_exchange_records_a_batch_of_results_each_on_its_own_and_leases_more(stack, master):

@@ -12,7 +12,20 @@ from salad.core.fields import DbId, Name, Text
 WorkerName = Name
 
 
-class ClaimRequest(StrictModel):
+class Retryable(StrictModel):
+    """A request that leases tasks, which a worker can send again when it got no answer, losing nothing."""
+
+    request_id: UUID | None = Field(
+        None, description="Names this request: the tasks it leases are leased under it (their lease_id), so a "
+                          "retry can be answered with them.")
+    retry: bool = Field(
+        False, strict=True,
+        description="This request was sent before under the same request_id without an answer: Master answers "
+                    "with the tasks that attempt leased (while they run under its lease) and leases no other; "
+                    "when there are none, it leases as usual.")
+
+
+class ClaimRequest(Retryable):
     worker: WorkerName
     max_tasks: int = Field(1, ge=1, le=1000, strict=True,
                            description="Free slots: at most this many tasks are leased.")
@@ -51,7 +64,7 @@ class Report(TaskResult):
     id: DbId
 
 
-class ExchangeRequest(StrictModel):
+class ExchangeRequest(Retryable):
     worker: WorkerName
     results: list[Report] = Field(default_factory=list, max_length=1000,
                                   description="Results of tasks this worker finished.")

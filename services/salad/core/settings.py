@@ -99,7 +99,7 @@ class WorkerSettings(CommonSettings):
     claim_wait: float = Field(10.0, ge=0)  # long-poll of one claim request
     grace_seconds: float = Field(30.0, ge=0)  # on SIGTERM, in-flight tasks may finish within this
     heartbeat_interval: float = Field(5.0, gt=0)  # keep below the Master's lease_seconds / 2
-    retry_max_seconds: float = Field(60.0, gt=0)  # give up posting a result after this long
+    retry_max_seconds: float = Field(60.0, gt=0)  # give up a request to Master after retrying this long
 
 
 @lru_cache

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from typing import Annotated
+from uuid import uuid4
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,6 +31,7 @@ from salad.core.models import TaskStatus
 from salad.core.settings import master_settings
 from salad.core.web import as_json, errors, held_open
 from salad.master import registry, task_views, tasks
+from salad.master.wakeup import HUNG_UP, stop_attempt
 
 router = APIRouter(prefix="/v1", responses=errors(401, 403))
 LEASE_ERRORS = errors(404, 409)
@@ -53,8 +55,9 @@ def lease_errors(call):
 
 @router.post("/tasks/claim", response_model=ClaimResponse, tags=["workers"], dependencies=WORKER)
 async def claim_tasks(body: ClaimRequest, request: Request):
-    """Lease up to `max_tasks` tasks; with `wait`, hold the request until one is queued (long-poll)."""
-    _, leased = await exchange_and_wait(request, body.worker, [], body.max_tasks, body.wait)
+    """Lease up to `max_tasks` tasks; with `wait`, hold the request until one is queued (long-poll).
+    With a `request_id`, the worker may send it again when it gets no answer: see the exchange."""
+    _, leased = await exchange_and_wait(request, body, [])
     return as_json(ClaimResponse(tasks=leased))
 
 
@@ -64,48 +67,67 @@ async def exchange_tasks(body: ExchangeRequest, request: Request):
 
     Each result is acknowledged on its own (`lease_lost` for a stale lease); the results are recorded
     before any wait. With `wait`, the request is held until a task is queued (long-poll), as for claims.
+
+    With a `request_id`, the tasks are leased under it: a worker that got no answer sends the same request
+    again with `retry`, and gets the tasks the first attempt leased (no attempt spent, no lease waited out)
+    while their lease lives; its results are answered as recorded the first time.
     """
-    acks, leased = await exchange_and_wait(request, body.worker, body.results, body.max_tasks, body.wait)
+    acks, leased = await exchange_and_wait(request, body, body.results)
     return as_json(ExchangeResponse(results=acks, tasks=leased))
 
 
-async def exchange_and_wait(request: Request, worker: str, results: list[Report], max_tasks: int,
-                            wait: float) -> tuple[list[ResultAck], list[LeasedTask]]:
+async def exchange_and_wait(request: Request, body: ClaimRequest | ExchangeRequest,
+                            results: list[Report]) -> tuple[list[ResultAck], list[LeasedTask]]:
+    """One attempt of a claim or an exchange, its tasks leased under its request id (or a new lease id). An
+    attempt whose worker is no longer there to take its answer answers nothing: see wakeup.Attempts."""
+    request_id = str(body.request_id) if body.request_id else None
+    async with request.app.state.attempts.attempt(body.worker, request_id) as stop:
+        acks, leased = await lease_or_wait(request, body, results, request_id or str(uuid4()), stop)
+        if stop.done():  # the worker hung up, or sent this request again: this answer reaches nobody
+            if leased and stop.result() == HUNG_UP:  # hand them back (a retry would find none: it claims)
+                await run_in_threadpool(tasks.release_all, request.app.state.engine, leased)
+            return acks, []  # RETRIED: the retry, waiting for this attempt to end, answers them
+        return acks, leased
+
+
+async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, results: list[Report],
+                        lease: str, stop: asyncio.Future) -> tuple[list[ResultAck], list[LeasedTask]]:
+    """Record the results and lease tasks under `lease`; with none to lease, wait for some (long-poll)
+    until the deadline or `stop`."""
     settings, engine, signal = master_settings(), request.app.state.engine, request.app.state.signal
-    max_tasks = min(max_tasks, settings.max_tasks_per_claim)
-    deadline = time.monotonic() + min(wait, settings.max_claim_wait)
+    worker, max_tasks = body.worker, min(body.max_tasks, settings.max_tasks_per_claim)
+    deadline = time.monotonic() + min(body.wait, settings.max_claim_wait)
     read_at = signal.fired  # tasks queued while the queue is read below wake this claim's wait at once
-    if results or not max_tasks or not signal.known_empty(read_at):
+    if results or not max_tasks or body.retry or not signal.known_empty(read_at):
         acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
-                                               settings.lease_seconds, settings.task_timeout_seconds)
-        signal.claimed(len(leased), max_tasks, read_at)
+                                               settings.lease_seconds, settings.task_timeout_seconds, lease,
+                                               body.retry)
+        if not body.retry:  # a retry's tasks may be its first attempt's: they say nothing of the queue
+            signal.claimed(len(leased), max_tasks, read_at)
     else:  # an idle worker's long-poll: nothing queued since a claim here found the queue short
         acks, leased = [], []
-    gone = None
+    hang_up = None
     try:
-        while not leased and max_tasks:
+        while not leased and max_tasks and not stop.done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if gone is None:  # the worker hangs up (it is stopping): its claim stops waiting at once
-                gone = asyncio.ensure_future(request.receive())
+            if hang_up is None:  # the worker hangs up (it is stopping, or retrying): its claim stops at once
+                hang_up = asyncio.ensure_future(request.receive())
+                hang_up.add_done_callback(lambda watch: watch.cancelled() or stop_attempt(stop, HUNG_UP))
                 held_open(request)  # from here its duration is the wait, not Master's latency
             # woken (it claims), or handed a split's tasks
-            leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=gone)
-            if gone.done():  # the worker gave up waiting: lease it nothing
-                if leased:
-                    await run_in_threadpool(tasks.release_all, engine, leased)
-                return acks, []
-            if not leased:
+            leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=stop, lease=lease)
+            if not leased and not stop.done():
                 if time.monotonic() >= deadline - 0.001:  # ran out: the next long-poll claims if need be
                     break
                 read_at = signal.fired
                 leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks,
-                                                 settings.lease_seconds, settings.task_timeout_seconds)
+                                                 settings.lease_seconds, settings.task_timeout_seconds, lease)
                 signal.claimed(len(leased), max_tasks, read_at, woken=True)
     finally:
-        if gone is not None:
-            gone.cancel()
+        if hang_up is not None:
+            hang_up.cancel()
     return acks, leased
 
 

@@ -21,7 +21,7 @@ from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
 from salad.master.metrics import METRICS, REGISTRY
 from salad.master.tasks import PLANNER, prune_finished
-from salad.master.wakeup import QueueSignal, listen, probe
+from salad.master.wakeup import Attempts, QueueSignal, listen, probe
 
 SHARED_TIMEOUT_SECONDS = 10.0
 CONFIRM_ON_STOP_SECONDS = 2.0  # for the last split orders' confirmation to Shared
@@ -66,7 +66,7 @@ def build_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         signal, order_placed = QueueSignal(), asyncio.Event()
-        app.state.signal = signal
+        app.state.signal, app.state.attempts = signal, Attempts()
         check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)

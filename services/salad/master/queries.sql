@@ -43,7 +43,7 @@ JOIN new_orders ON new_orders.order_id = r.order_id
 -- would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL; the payload is the task's
 -- status, so tasks the split leased itself ('running') wake no claim anywhere.
 RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
-          tasks.priority, tasks.hand_out_rank, tasks.lease_id, pg_notify('salad_tasks', tasks.status);
+          tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker, pg_notify('salad_tasks', tasks.status);
 
 
 -- Claims ------------------------------------------------------------------------------------------------
@@ -67,6 +67,19 @@ WHERE tasks.id IN (
 -- RETURNING keeps no order: the caller sorts the tasks back into hand-out order.
 RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
           tasks.priority, tasks.hand_out_rank;
+
+
+-- name: resume
+-- A retried request's tasks: those its earlier attempt leased to :worker_name under the request id (:lease)
+-- and that still run under it, their lease renewed until :expires (the worker starts them only now). The
+-- worker is matched too: one worker cannot take another's leases by naming its request id. Run for retries
+-- only: it reads the running tasks by their partial index (ix_tasks_running_lease) instead of an index on
+-- lease_id, which every claim would write.
+UPDATE tasks
+SET lease_expires_at = :expires
+WHERE tasks.lease_id = :lease AND tasks.worker = :worker_name AND tasks.status = 'running'
+RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.priority,
+          tasks.hand_out_rank;
 
 
 -- name: exchange
@@ -176,6 +189,13 @@ FROM tasks
 WHERE tasks.id = ANY(CAST(:ids AS integer[]))
 ORDER BY tasks.id
 FOR UPDATE;
+
+-- name: failure_on_record
+-- Whether :worker's failure of task :task_id with :error is recorded: a retried request sends again the
+-- failures its first attempt recorded, whose tasks have moved on since under another lease.
+SELECT EXISTS (SELECT FROM task_failures
+               WHERE task_failures.task_id = :task_id AND task_failures.worker = :worker
+                 AND task_failures.error = :error);
 
 -- name: count_down
 -- Count :done fruits off order :order, flagged for a progress report; the caller completes the order when

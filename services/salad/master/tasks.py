@@ -76,7 +76,7 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, take
     """
     now = utcnow()
     split = dict(max_attempts=max_attempts, now=now)
-    terms = [lease_terms(taker.worker, taker.max_tasks, lease_seconds, now) for taker in takers]
+    terms = [lease_terms(taker.worker, taker.max_tasks, lease_seconds, taker.lease, now) for taker in takers]
     split.update(
         orders=json.dumps([dict(order_id=o.order_id, total=len(o.fruits), ordered_at=o.ordered_at.isoformat())
                            for o in orders]),
@@ -90,7 +90,8 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, take
     # safe to repeat (orders split already are skipped); if it failed, the orders, leased to this Master by
     # Shared, would wait for that lease to expire (SALAD_INTAKE_LEASE_SECONDS) before another try
     rows = again_if_disconnected(split_now)
-    handed = [leased_tasks([r for r in rows if r.lease_id == t["lease"]], t, timeout_seconds) for t in terms]
+    handed = [leased_tasks([r for r in rows if (r.lease_id, r.worker) == (t["lease"], t["worker_name"])], t,
+                           timeout_seconds) for t in terms]
     return Split(len({row.order_id for row in rows}), handed)
 
 
@@ -119,8 +120,8 @@ def fruit_rows(orders: list[NewOrder]) -> list[dict]:
 
 
 # --- Claims --------------------------------------------------------------------------------------
-def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
-          timeout_seconds: float) -> list[LeasedTask]:
+def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float, timeout_seconds: float,
+          lease: str | None = None) -> list[LeasedTask]:
     """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement, committed by itself (the
     claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks).
 
@@ -128,22 +129,41 @@ def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float,
     """
     if max_tasks <= 0:
         return []
-    terms = lease_terms(worker, max_tasks, lease_seconds)
+    terms = lease_terms(worker, max_tasks, lease_seconds, lease)
     with autocommit(engine) as connection:
         return leased_tasks(connection.execute(SQL.claim, terms).all(), terms, timeout_seconds)
 
 
-def lease_terms(worker: str, max_tasks: int, lease_seconds: float, now: datetime | None = None) -> dict:
-    """The parameters of a claim: a new lease id for all the tasks it leases, and when that lease expires."""
+def resume(engine: Engine, worker: str, lease: str, lease_seconds: float,
+           timeout_seconds: float) -> list[LeasedTask]:
+    """The tasks an earlier attempt of a retried request leased to `worker` (under `lease`, the request id),
+    still running, their lease renewed: the retry is answered with them, and no attempt is spent.
+
+    A request id is remembered exactly as long as the lease it names lives: until its tasks are finished or
+    handed back, or the lease expires and the reaper queues them again. A retry after that finds none and
+    leases as a new request would.
+    """
+    terms = lease_terms(worker, 0, lease_seconds, lease)
+    with autocommit(engine) as connection:
+        rows = connection.execute(SQL.resume, terms).all()
+    return leased_tasks(rows, terms, timeout_seconds, renewed=True)
+
+
+def lease_terms(worker: str, max_tasks: int, lease_seconds: float, lease: str | None = None,
+                now: datetime | None = None) -> dict:
+    """The parameters of a claim: the lease id of all the tasks it leases (the request id, or a new one),
+    and when that lease expires."""
     now = now or utcnow()
-    return dict(max_tasks=max_tasks, lease=str(uuid4()), expires=now + timedelta(seconds=lease_seconds),
+    return dict(max_tasks=max_tasks, lease=lease or str(uuid4()), expires=now + timedelta(seconds=lease_seconds),
                 worker_name=worker, now=now)
 
 
-def leased_tasks(rows, terms: dict, timeout_seconds: float) -> list[LeasedTask]:
-    """The tasks a claim leased, in hand-out order (RETURNING keeps none), their wait in the queue observed.
+def leased_tasks(rows, terms: dict, timeout_seconds: float, renewed: bool = False) -> list[LeasedTask]:
+    """The tasks a claim leased, in hand-out order (RETURNING keeps none), their wait in the queue observed
+    (unless `renewed`: a retry's, observed when first leased).
     Validated in one call to pydantic-core: 4x faster than `model_construct` task by task."""
-    task_metrics.leased(rows, terms["now"])
+    if not renewed:
+        task_metrics.leased(rows, terms["now"])
     rows = sorted(rows, key=lambda r: (-r.priority, r.order_id, r.hand_out_rank, r.id))
     return LEASED_TASKS.validate_python([
         dict(id=r.id, order_id=r.order_id, fruit=r.fruit, execution_time=r.execution_time, attempt=r.attempts,
@@ -205,18 +225,24 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
 
 
 def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
-             timeout_seconds: float) -> tuple[list[ResultAck], list[LeasedTask]]:
+             timeout_seconds: float, lease: str | None = None,
+             retry: bool = False) -> tuple[list[ResultAck], list[LeasedTask]]:
     """Record a worker's results and lease it more tasks, in one round trip for the worker.
 
     The successes and the claim are one statement (SQL.exchange). Failures are recorded before it, so a
     fruit queued again can be leased by this same exchange; a success it did not record (a stale lease, a
     retried post, an unknown task) is answered after it.
+
+    A `retry` (the worker got no answer to an earlier attempt under the request id `lease`) is answered with
+    the tasks that attempt leased, if any are still running under it, and leases no other; the failures it
+    sends again are answered as recorded when that attempt recorded them.
     """
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
-    answered = record_apart(engine, failures) if failures else {}
+    answered = record_apart(engine, failures, worker if retry else None) if failures else {}
     successes = successes_in(first)
-    terms = lease_terms(worker, max_tasks, lease_seconds)
+    resumed = resume(engine, worker, lease, lease_seconds, timeout_seconds) if retry and lease else []
+    terms = lease_terms(worker, 0 if resumed else max_tasks, lease_seconds, lease)
     with autocommit(engine) as connection:
         rows = connection.execute(SQL.exchange, dict(terms, batch=success_batch(successes))).all()
     leased = [row for row in rows if row.kind == "leased"]
@@ -228,13 +254,13 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     unrecorded = [r for r in successes if r.id not in answered]
     if unrecorded:
         answered.update(record_apart(engine, unrecorded))
-    return [answered[r.id] for r in reports], leased_tasks(leased, terms, timeout_seconds)
+    return [answered[r.id] for r in reports], resumed or leased_tasks(leased, terms, timeout_seconds)
 
 
-def record_apart(engine: Engine, reports: list[Report]) -> dict[int, ResultAck]:
+def record_apart(engine: Engine, reports: list[Report], resent_by: str | None = None) -> dict[int, ResultAck]:
     """Record results in a transaction of their own; returns each task's acknowledgement."""
     with transaction(engine) as session:
-        acks, done = record_results(session, reports)
+        acks, done = record_results(session, reports, resent_by)
         count_down(session, done)
     return {ack.id: ack for ack in acks}
 
@@ -252,12 +278,17 @@ def successes_in(first: dict[int, Report]) -> list[Report]:
     return sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
 
 
-def record_results(session: Session, reports: list[Report]) -> tuple[list[ResultAck], Counter]:
+def record_results(session: Session, reports: list[Report],
+                   resent_by: str | None = None) -> tuple[list[ResultAck], Counter]:
     """Record results in a few statements whatever their number; each is acknowledged on its own.
 
     Successes under a current lease are recorded by one statement; the rest (failures, stale leases,
     retried posts, unknown tasks) are then read under lock and answered one by one. Returns the
     acknowledgements and the fruits done per order, for `count_down` to apply last in the transaction.
+
+    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
+    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
+    lease, and the failure is answered as recorded, not as a lost lease.
     """
     now = utcnow()
     first = first_reports(reports)
@@ -272,15 +303,27 @@ def record_results(session: Session, reports: list[Report]) -> tuple[list[Result
         if row is None:
             acks[task_id] = ResultAck(id=task_id, status=None)
         elif row.lease_id != str(report.lease_id):
-            acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=True)
+            resent = resent_by is not None and failure_on_record(connection, report, resent_by)
+            acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=not resent)
         elif row.status != TaskStatus.RUNNING or report.outcome == TaskStatus.SUCCEEDED:
             acks[task_id] = ResultAck(id=task_id, status=row.status)  # a retried post: already recorded
         else:
             task = session.get(Task, task_id)
             reason = "timeout" if report.outcome == "timed_out" else "error"
-            retry_or_fail(session, task, report.error or f"the worker reported: {report.outcome}", now, reason=reason)
+            retry_or_fail(session, task, failure_error(report), now, reason=reason)
             acks[task_id] = ResultAck(id=task_id, status=task.status)
     return [acks[r.id] for r in reports], done
+
+
+def failure_error(report: Report) -> str:
+    """The error a failure report is recorded with."""
+    return report.error or f"the worker reported: {report.outcome}"
+
+
+def failure_on_record(connection, report: Report, worker: str) -> bool:
+    """Is this report a failure already recorded from `worker`?"""
+    return report.outcome != TaskStatus.SUCCEEDED and connection.execute(
+        SQL.failure_on_record, dict(task_id=report.id, worker=worker, error=failure_error(report))).scalar()
 
 
 def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[set[int], Counter]:

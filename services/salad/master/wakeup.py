@@ -7,11 +7,13 @@ worker, while one task costs a few claims whatever the number of workers waiting
 database work: a long-poll that finds the queue known empty (a claim here found it short, and no task was
 queued since) waits without a claim, and waiting claims are not polled one by one. Instead, every
 FALLBACK_POLL seconds while claims wait, one of them claims again: a lost notification costs latency, never a
-task.
+task. A claim's attempt stops waiting when its worker hangs up or sends the request again (Attempts).
 """
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import islice
 from typing import NamedTuple
 
@@ -24,15 +26,17 @@ WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up
 WAKE_MORE = 2
 LEASED_ONLY = "running"  # the payload of a split's notification for tasks it leased itself: nobody to wake
 RECONNECT_DELAY = 1.0  # seconds
+HUNG_UP, RETRIED = "hung up", "retried"  # why a request's attempt stopped: see Attempts
 
 log = logging.getLogger(__name__)
 
 
 class Waiting(NamedTuple):
-    """A claim waiting for tasks: for whom, and how many it takes."""
+    """A claim waiting for tasks: for whom, how many it takes, and under which lease (None: a new one)."""
 
     worker: str
     max_tasks: int
+    lease: str | None = None
 
 
 class QueueSignal:
@@ -102,7 +106,7 @@ class QueueSignal:
         return True
 
     async def wait(self, timeout: float, worker: str, max_tasks: int, since: int | None = None,
-                   gone: asyncio.Future | None = None) -> list:
+                   gone: asyncio.Future | None = None, lease: str | None = None) -> list:
         """Wait until woken (returns []: claim) or a split leases tasks to this claim (returns them); at most
         `timeout`, or until `gone` is done (the caller hung up).
 
@@ -113,7 +117,7 @@ class QueueSignal:
             return []
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._waiting[future] = Waiting(worker, max_tasks)
+        self._waiting[future] = Waiting(worker, max_tasks, lease)
         expiry = loop.call_later(timeout, self._expire, future)
         if gone is not None:
             gone.add_done_callback(lambda _: self._expire(future))
@@ -126,6 +130,45 @@ class QueueSignal:
     def _expire(self, future: asyncio.Future) -> None:
         if self._waiting.pop(future, None) is not None:  # not taken by a split, which will answer it
             future.set_result([])
+
+
+class Attempts:
+    """The requests with a request id this replica is answering, by worker and request id.
+
+    A worker sends a request again when it got no answer. If the first attempt is still here (the connection
+    failed on the worker's side only, so it may yet lease tasks nobody receives), the retry stops it and
+    waits for it to end before it looks for what that attempt leased (tasks.resume), so it misses none.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str], tuple[asyncio.Future, asyncio.Event]] = {}
+
+    @asynccontextmanager
+    async def attempt(self, worker: str, request_id: str | None) -> AsyncIterator[asyncio.Future]:
+        """One attempt of a request: yields a future set when the attempt must stop, to HUNG_UP by the
+        caller when its worker hangs up, or to RETRIED here when the worker sends the request again."""
+        stop = asyncio.get_running_loop().create_future()
+        if request_id is None:
+            yield stop
+            return
+        key = (worker, request_id)
+        while (earlier := self._running.get(key)) is not None:
+            earlier_stop, ended = earlier
+            stop_attempt(earlier_stop, RETRIED)
+            await ended.wait()
+        ended = asyncio.Event()
+        self._running[key] = (stop, ended)
+        try:
+            yield stop
+        finally:
+            del self._running[key]
+            ended.set()
+
+
+def stop_attempt(stop: asyncio.Future, why: str) -> None:
+    """Tell a request's attempt to stop (HUNG_UP or RETRIED), unless it was told already."""
+    if not stop.done():
+        stop.set_result(why)
 
 
 async def probe(signal: QueueSignal, interval: float = FALLBACK_POLL) -> None:

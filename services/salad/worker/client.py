@@ -5,6 +5,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from uuid import uuid4
 
 import aiohttp
 
@@ -39,12 +40,15 @@ class MasterClient:
                        wait: float) -> tuple[list[ResultAck], list[LeasedTask]]:
         """Report finished tasks and lease up to `max_tasks` more in one request.
 
-        Returns Master's acknowledgement of each result and the leased tasks. With results to deliver,
-        network errors and 5xx are retried for up to retry_max_seconds; a bare claim is not retried.
+        Returns Master's acknowledgement of each result and the leased tasks. Network errors and 502-504 are
+        retried for up to retry_max_seconds under the same request id, marked as a retry: Master answers it
+        with the tasks the first attempt leased, if its answer was lost, so none waits out its lease. A bare
+        long-poll is retried too: one whose answer was lost would strand its tasks as well.
         """
-        body = {"worker": self.worker, "max_tasks": max_tasks, "wait": wait,
+        body = {"worker": self.worker, "request_id": str(uuid4()), "max_tasks": max_tasks, "wait": wait,
                 "results": [finished.report() for finished in results]}
-        answer = await self._post("/v1/tasks/exchange", body, retry=bool(results), what="exchange")
+        answer = await self._post("/v1/tasks/exchange", body, retry=True, what="exchange",
+                                  resent={**body, "retry": True})
         answer.raise_for_status("exchange")
         # parsed and validated in one call to pydantic-core: json.loads and a model per task cost 3.5x as much
         exchanged = ExchangeResponse.model_validate_json(answer.content)
@@ -80,8 +84,9 @@ class MasterClient:
     async def _send(self, method: str, path: str, body: dict | None = None) -> Answer:
         return await send(self.http, method, self.base_url + path, body)
 
-    async def _post(self, path: str, body: dict, retry: bool, what: str) -> Answer:
-        """POST `body`; with `retry`, network errors and 5xx are retried for up to retry_max_seconds."""
+    async def _post(self, path: str, body: dict, retry: bool, what: str, resent: dict | None = None) -> Answer:
+        """POST `body`; with `retry`, network errors and 5xx are retried for up to retry_max_seconds, sending
+        `resent` (if given) instead."""
         deadline = time.monotonic() + self.retry_max_seconds
         delay = RETRY_FIRST_DELAY
         while True:
@@ -99,6 +104,7 @@ class MasterClient:
             log.warning("%s failed (%s); retrying in %.1fs", what, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_DELAY)
+            body = resent or body
 
 
 @dataclass(frozen=True)
