@@ -217,7 +217,7 @@
     renderCompleted(snapshot);
     if (previous) announce(changes(previous, snapshot));
     if (previous && previous.completed + previous.failed !== snapshot.completed + snapshot.failed) {
-      refreshCharts(); // a salad finished: its minute changed
+      setTimeout(refreshCharts, 1100); // a salad finished: its minute changed (Shared reads it once a second)
       if (pages.at === 0) loadHistory(); // the newest page of finished salads too
     }
     if (story && storyMayHaveChanged(snapshot)) loadStory();
