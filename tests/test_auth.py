@@ -20,7 +20,8 @@ OPEN = {"/healthz", "/readyz", "/metrics", "/v1/stats", "/", "/static"}  # probe
 ROLE_OF_PREFIX = [  # (service, path pattern, the roles that may call it, "|" between two)
     ("shared", r"^/internal/", "master"),
     ("shared", r"^/", "client"),
-    ("master", r"^/v1/progress$", "client|master"),  # Shared reads what it shows of tasks with the master token
+    # Shared reads what it shows of tasks, and asks a salad's requeue, with the master token
+    ("master", r"^/v1/(progress|tasks|orders/\{order_id\}/requeue)$", "client|master"),
     ("master", r"^/v1/(tasks/\{task_id\}/(heartbeat|result|release)|tasks/(claim|exchange)|workers/\{name\})$", "worker"),
     ("master", r"^/(send_task|result)$", "worker"),
     ("master", r"^/", "client"),

@@ -141,7 +141,7 @@ def test_clear_errors_for_an_unreachable_service_and_a_refused_order(stack):
     wrong_token = salad("order", "apple", "--shared-url", stack.shared_url, SALAD_CLIENT_TOKEN="not-a-token")
 
     assert unreachable.returncode == 4 and "cannot reach" in unreachable.stderr
-    assert refused.returncode == 1 and "422" in refused.stderr and "fruits.0" in refused.stderr
+    assert refused.returncode == 1 and "422" in refused.stderr and "Fruit 1 is empty" in refused.stderr
     assert missing.returncode == 3 and "order 424242 not found" in missing.stderr
     assert wrong_token.returncode == 1 and "401" in wrong_token.stderr
     assert "SALAD_CLIENT_TOKEN" in wrong_token.stderr

@@ -44,10 +44,11 @@ def workdir():
 class Up:
     """A `salad up` subprocess whose output (stdout and stderr) is read as it comes."""
 
-    def __init__(self, folder: Path, *args: str) -> None:
+    def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.folder, self.lines, self.changed, self.ended = folder, [], threading.Condition(), False
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "salad", "up", "--time-scale", "0.01", *args], cwd=folder, env=clean_env(),
+            [sys.executable, "-m", "salad", "up", "--time-scale", "0.01", *args], cwd=folder,
+            env=clean_env(**(env or {})),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self.read, daemon=True).start()
 

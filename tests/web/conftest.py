@@ -2,9 +2,11 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
+DOCS = Path(__file__).parents[2] / "docs"
 CHROMIUM = "/usr/bin/chromium"  # Debian's package `chromium`
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -44,3 +46,14 @@ def page(browser):
     yield page
     context.close()
     assert not script_errors, f"the page's script failed: {script_errors}"
+
+
+def screenshot(page, folder: Path, name: str) -> None:
+    """A picture of the whole page in the test's folder and, with SALAD_UPDATE_SCREENSHOT set, in docs/ (the
+    README shows them)."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
+    shot = folder / name
+    page.screenshot(path=shot, full_page=True, animations="disabled")
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SALAD_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, DOCS / name)

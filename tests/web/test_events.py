@@ -23,6 +23,8 @@ def snapshots_until(events, predicate, timeout: float = 20) -> dict:
     """Read `snapshot` events until one satisfies `predicate`; return it."""
     deadline = time.monotonic() + timeout
     for event in events:
+        if event.event == "keepalive":  # every 15 s, when nothing else came
+            continue
         assert event.event == "snapshot"
         snapshot = json.loads("\n".join(event.data))
         if predicate(snapshot):
@@ -130,3 +132,20 @@ def ended_by_server(lines) -> None:
             pass
     except httpx.RemoteProtocolError:
         pass
+
+
+def test_an_idle_stream_sends_a_keepalive_event_the_page_can_see(stack):
+    """A comment would keep proxies from closing the stream, but EventSource hides comments: the page could
+    not tell a quiet stream from a dead one. The keep-alive is an event, without an id (a client resuming
+    keeps its last snapshot's)."""
+    with httpx.Client(base_url=stack.shared_url, headers=stack.client_headers,
+                      timeout=httpx.Timeout(10.0, read=20.0)) as client, open_stream(client) as response:
+        events = parse_events(response.iter_lines())
+        first = next(events)
+        started = time.monotonic()
+        keepalive = next(events)
+
+    assert first.event == "snapshot"
+    assert keepalive.event == "keepalive" and keepalive.id is None
+    assert json.loads("\n".join(keepalive.data)) == {"every": 15}
+    assert 13 < time.monotonic() - started < 18

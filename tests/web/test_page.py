@@ -1,15 +1,12 @@
 """The web page in a real browser (Debian's headless Chromium): order, follow live, outlive a restart."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
 from tests.helpers import order, wait_final
+from tests.web.conftest import screenshot
 
-DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshot.png"
 
 # Records every fruit state and connection state the page shows, between two snapshots too.
 RECORDER = """() => {
@@ -81,15 +78,13 @@ def test_order_a_salad_in_the_browser_and_see_it_prepared_and_completed(stack, p
     final = wait_final(stack, order_id, timeout=5)
     assert finished.locator("td.time").inner_text() == f"{final['preparation_time']:.2f} s"
 
-    # A second, bigger salad, caught half done for the screenshot.
+    # A second, bigger salad, caught half done for the screenshots, wide and on a phone.
     second = order_through_the_form(page, ["banana", "cherry", "grape", "melon", "peach", "plum"], "lychee")
     expect(page.locator(f'li[data-order="{second}"] .fruit[data-state="done"]').first).to_be_visible()
-    page.evaluate("document.activeElement.blur()")  # no focus ring in the picture
-    shot = tmp_path / "screenshot.png"
-    page.screenshot(path=shot, full_page=True, animations="disabled")
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("SALAD_UPDATE_SCREENSHOT"):  # refresh the picture in the docs
-        shutil.copyfile(shot, DOCS_SCREENSHOT)
+    screenshot(page, tmp_path, "page-busy.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+    screenshot(page, tmp_path, "page-mobile.png")
 
 
 def test_the_page_reconnects_after_a_shared_restart_and_shows_new_orders(stack, page):

@@ -41,6 +41,9 @@ class TaskPublic(BaseModel):
     worker: str | None
     error: str | None
     failures: list[FailedAttempt]
+    queued_at: datetime | None = Field(None, description="When it last entered the queue.")
+    claimed_at: datetime | None = Field(None, description="When its last attempt started (leased).")
+    finished_at: datetime | None = None
 
 
 class Requeued(BaseModel):

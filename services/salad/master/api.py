@@ -193,12 +193,13 @@ def read_progress(
 ):
     """Each fruit of these orders (state, worker, attempts) and, with `workers`, the live workers, read in one
     snapshot: what Shared shows of tasks and workers, which it cannot read itself."""
+    settings = master_settings()
     found = task_views.progress(request.app.state.engine, list(dict.fromkeys(order_id)), workers,
-                                master_settings().worker_ttl_seconds)
+                                settings.worker_ttl_seconds, settings.lease_seconds)
     return as_json(found)
 
 
-@router.get("/tasks", response_model=list[TaskPublic], tags=["operators"], dependencies=CLIENT)
+@router.get("/tasks", response_model=list[TaskPublic], tags=["operators"], dependencies=SHARED)
 def list_tasks(
     request: Request,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status, e.g. failed.")] = None,
@@ -223,7 +224,7 @@ def requeue_task(task_id: TaskId, request: Request):
     return Requeued(requeued=requeued)
 
 
-@router.post("/orders/{order_id}/requeue", response_model=Requeued, tags=["operators"], dependencies=CLIENT,
+@router.post("/orders/{order_id}/requeue", response_model=Requeued, tags=["operators"], dependencies=SHARED,
              responses=errors(404, 409))
 def requeue_order(order_id: IdPath, request: Request):
     """Queue every failed task of the order again with fresh attempts; the order resumes."""

@@ -376,16 +376,18 @@ GROUP BY tasks.order_id;
 
 -- name: order_fruits
 -- Every fruit of orders :ids, in their orders' order: its state, the worker preparing (or that prepared)
--- it, and its attempts. Read by uq_tasks_order_position, which leads with the order.
-SELECT tasks.order_id, tasks.position, tasks.fruit, tasks.status, tasks.worker, tasks.attempts
+-- it, its attempts, and when its lease ends (a running fruit's worker renews it). Read by
+-- uq_tasks_order_position, which leads with the order.
+SELECT tasks.order_id, tasks.position, tasks.fruit, tasks.status, tasks.worker, tasks.attempts,
+       tasks.lease_expires_at
 FROM tasks
 WHERE tasks.order_id = ANY(CAST(:ids AS integer[]))
 ORDER BY tasks.order_id, tasks.position;
 
 -- name: worker_loads
 -- The live workers (seen since :since) by name, with the fruits each is preparing now, counted from the
--- running tasks (read in the same snapshot as the fruits, so the two agree).
-SELECT workers.name, workers.slots, coalesce(running.fruits, 0) AS busy
+-- running tasks (read in the same snapshot as the fruits, so the two agree), and when each last checked in.
+SELECT workers.name, workers.slots, coalesce(running.fruits, 0) AS busy, workers.last_seen
 FROM workers
 LEFT JOIN (SELECT tasks.worker, count(*) AS fruits FROM tasks WHERE tasks.status = 'running'
            GROUP BY tasks.worker) AS running ON running.worker = workers.name

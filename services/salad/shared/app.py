@@ -5,6 +5,7 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client.core import GaugeMetricFamily
 
 from salad import __version__
@@ -16,7 +17,9 @@ from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.shared import events, orders, page
-from salad.shared.api import internal, public, seed
+from salad.shared.charts import SAMPLE_SECONDS, ChartData
+from salad.shared.api import internal, page_reads, public, seed
+from salad.shared.plain import plain_validation_errors
 from salad.shared.master_reads import MasterReads
 from salad.shared.metrics import METRICS, REGISTRY
 
@@ -46,6 +49,7 @@ def build_app() -> FastAPI:
     engine = make_engine(settings.database_url, settings.db_pool_size)
     master = MasterReads(settings.master_url, settings.master_token)
     collector = OrdersCollector(engine)
+    chart_data = ChartData(engine, master)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -54,13 +58,15 @@ def build_app() -> FastAPI:
         if settings.retention_seconds:
             step = retention(engine, settings, orders.prune_finished, "orders")
             pruning = asyncio.create_task(every(settings.prune_interval, step, "retention"))
+        sampling = asyncio.create_task(every(SAMPLE_SECONDS, chart_data.sample, "chart samples"))
         freeze_startup_objects()
         try:
             yield
         finally:
-            if pruning is not None:
-                pruning.cancel()
-                await asyncio.gather(pruning, return_exceptions=True)
+            loops = [loop for loop in (pruning, sampling) if loop is not None]
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             REGISTRY.unregister(collector)
             master.close()
             engine.dispose()
@@ -70,7 +76,9 @@ def build_app() -> FastAPI:
     app.state.engine = engine
     app.state.master = master  # what Shared shows of tasks and workers, read from Master's API
     app.state.settings = settings
+    app.state.charts = chart_data
     app.state.tokens = Tokens(client=settings.client_token, master=settings.master_token)
-    for router in (public, internal, seed, events.router, page.router):
+    app.add_exception_handler(RequestValidationError, plain_validation_errors)  # an order refused in plain words
+    for router in (public, page_reads, internal, seed, events.router, page.router):
         app.include_router(router)
     return app

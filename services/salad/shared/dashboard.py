@@ -42,7 +42,7 @@ def open_order(order: Row, fruits: list[FruitState] | None) -> OpenOrder:
     the order, each one's state unknown when Master could not be asked (None)."""
     if fruits:
         views = [FruitView(position=f.position, fruit=f.fruit, state=COUNT_OF_TASK_STATUS[f.status],
-                           worker=f.worker) for f in fruits]
+                           worker=f.worker, silent_for=f.silent_for) for f in fruits]
         counts = count_states(view.state for view in views)
     else:
         unknown = fruits is None and order.status != OrderStatus.PENDING

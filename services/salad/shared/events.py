@@ -34,7 +34,8 @@ SNAPSHOT_INTERVAL = 0.5  # seconds between looks at the database, per process
 # A stream waking every SNAPSHOT_INTERVAL must find the shared read older than the cache's limit, or it would
 # send a snapshot up to twice the interval old; so the cache keeps a read a little less long.
 CACHE_MAX_AGE = SNAPSHOT_INTERVAL * 0.8
-HEARTBEAT_SECONDS = 15  # a comment line this often keeps proxies from closing an idle stream
+HEARTBEAT_SECONDS = 15  # a `keepalive` event this often keeps proxies from closing an idle stream
+KEEPALIVE_DATA = f'{{"every": {HEARTBEAT_SECONDS}}}'
 RETRY_MS = 1000  # the client reconnects this long after the stream ends or breaks
 STREAMS_RETRY_AFTER = 5  # seconds told to a caller refused a stream: a place frees when a client leaves
 
@@ -184,7 +185,16 @@ async def events(request: Request, token: Annotated[str | None, Depends(client_t
         return unavailable(refusal, retry_after=STREAMS_RETRY_AFTER)
     stream = snapshot_events(snapshots_of(request), last_event_id)
     held_open(request)  # a stream lasts as long as its client watches: no latency to measure
-    return CountedStream(stream, ping=HEARTBEAT_SECONDS, sep="\n", give_back=limits.take(caller))
+    return CountedStream(stream, ping=HEARTBEAT_SECONDS, ping_message_factory=keepalive, sep="
+",
+                         give_back=limits.take(caller))
+
+
+def keepalive() -> ServerSentEvent:
+    """The heartbeat, as an event rather than a comment: EventSource hides comments, and the page marks itself
+    stale when neither a snapshot nor this came within `every` seconds. No id: a reconnecting client's
+    Last-Event-ID stays its last snapshot's."""
+    return ServerSentEvent(data=KEEPALIVE_DATA, event="keepalive")
 
 
 @router.get("/dashboard", response_model=Dashboard)

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from salad.contracts.internal import IntakeOrder, OrderProgress, OrderReport
-from salad.contracts.orders import FruitCounts, FruitState, OrderPublic
+from salad.contracts.operators import TaskPublic
+from salad.contracts.orders import Attempt, FruitCounts, FruitState, FruitStory, OrderPublic, OrderStory
 from salad.core.db import autocommit, transaction, utcnow
 from salad.core.fields import MAX_ID
 from salad.core.models import OrderStatus, TaskStatus
@@ -99,11 +100,16 @@ def as_placed(order: Row) -> OrderPublic:
     return to_public(order, FruitCounts(queued=len(order.fruits)), fruits)
 
 
+def read(engine: Engine, order_id: int) -> Row | None:
+    """The order as Shared stores it, or None."""
+    with autocommit(engine) as connection:
+        return connection.execute(SQL.order, dict(order_id=order_id)).one_or_none()
+
+
 def get_order(engine: Engine, order_id: int, master: MasterReads | None) -> OrderPublic | None:
     """The order with its counts and each fruit's state, read from Master; without Master (None, or
     unreachable), the order as Shared stores it, its fruits marked unavailable."""
-    with autocommit(engine) as connection:
-        order = connection.execute(SQL.order, dict(order_id=order_id)).one_or_none()
+    order = read(engine, order_id)
     if order is None:
         return None
     found = master.progress([order_id]) if master is not None else None
@@ -115,12 +121,38 @@ def get_order(engine: Engine, order_id: int, master: MasterReads | None) -> Orde
     return to_public(order, count_states(COUNT_OF_TASK_STATUS[f.status] for f in fruits), fruits)
 
 
-def list_orders(engine: Engine, status: str | None, limit: int, before: int | None) -> list[OrderPublic]:
-    """Newest first; `before` is the id after which the page starts (keyset pagination). Their counts are
-    Master's latest reports: a page costs no call to Master."""
-    page = dict(limit=limit, before=before or FIRST_PAGE, status=status)
+def story(engine: Engine, order_id: int, master: MasterReads | None) -> OrderStory | None:
+    """The order and each fruit's story (times, worker, every failed attempt), read from Master; without
+    Master, the order as Shared stores it and no fruit, `fruits_unavailable` set."""
+    order = read(engine, order_id)
+    if order is None:
+        return None
+    tasks = master.tasks(order_id) if master is not None else None
+    fruits = [fruit_story(task) for task in sorted(tasks or [], key=lambda t: t.position)]
+    counts = count_states(f.state for f in fruits) if fruits else None
+    return OrderStory(order=to_public(order, counts), fruits=fruits, fruits_unavailable=tasks is None)
+
+
+def fruit_story(task: TaskPublic) -> FruitStory:
+    """A task as the page tells it: a queued fruit has not started (its `claimed_at` is an earlier attempt's),
+    and only a failed one has an error (a retried one keeps its last)."""
+    state = COUNT_OF_TASK_STATUS[task.status]
+    return FruitStory(
+        task_id=task.id, position=task.position, fruit=task.fruit, state=state, worker=task.worker,
+        attempts=task.attempts, max_attempts=task.max_attempts, queued_at=task.queued_at,
+        started_at=None if state == "queued" else task.claimed_at, finished_at=task.finished_at,
+        error=task.error if state == "failed" else None,
+        failures=[Attempt.model_validate(f.model_dump()) for f in task.failures])
+
+
+def list_orders(engine: Engine, status: str | None, limit: int, before: int | None,
+                fruit: str | None = None) -> list[OrderPublic]:
+    """Newest first, those holding `fruit` when given; `before` is the id after which the page starts (keyset
+    pagination). Their counts are Master's latest reports: a page costs no call to Master."""
+    page = dict(limit=limit, before=before or FIRST_PAGE, status=status, fruit=fruit)
+    statement = SQL.orders_page_with_fruit if fruit else SQL.orders_page_in_status if status else SQL.orders_page
     with autocommit(engine) as connection:
-        orders = connection.execute(SQL.orders_page_in_status if status else SQL.orders_page, page).all()
+        orders = connection.execute(statement, page).all()
     return [to_public(order) for order in orders]
 
 

@@ -43,6 +43,15 @@ WHERE orders.status = :status AND orders.id < :before
 ORDER BY orders.id DESC
 LIMIT :limit;
 
+-- name: orders_page_with_fruit
+-- A page of the orders holding the fruit :fruit, in :status when it is not null, newest first (keyset
+-- pagination as above). A search: it reads orders newest first until :limit of them hold the fruit.
+SELECT orders.* FROM orders
+WHERE orders.id < :before AND (CAST(:status AS text) IS NULL OR orders.status = CAST(:status AS text))
+  AND CAST(orders.fruits AS jsonb) @> jsonb_build_array(CAST(:fruit AS text))
+ORDER BY orders.id DESC
+LIMIT :limit;
+
 -- name: pending_fruits
 -- The fruits of the orders no Master has taken yet, oldest order first (the seed's GET /get_tasks_to_do/).
 SELECT orders.fruits FROM orders WHERE orders.status = 'pending' ORDER BY orders.id;
@@ -84,6 +93,22 @@ UNION ALL
 (SELECT orders.* FROM orders WHERE orders.status = 'failed' ORDER BY orders.id DESC LIMIT :limit)
 ORDER BY id DESC
 LIMIT :limit;
+
+
+-- name: finished_by_minute
+-- Salads finished since :since, per minute, with the completion time's median and 95th percentile (the
+-- page's charts). Read through ix_orders_completed_at: it costs the salads of the window, not all of them.
+SELECT date_trunc('minute', orders.completed_at) AS minute,
+       count(*) FILTER (WHERE orders.status = 'completed') AS completed,
+       count(*) FILTER (WHERE orders.status = 'failed') AS failed,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY orders.preparation_time)
+           FILTER (WHERE orders.status = 'completed') AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY orders.preparation_time)
+           FILTER (WHERE orders.status = 'completed') AS p95
+FROM orders
+WHERE orders.completed_at >= :since
+GROUP BY 1
+ORDER BY 1;
 
 
 -- Master's intake ---------------------------------------------------------------------------------------
