@@ -185,8 +185,7 @@ async def events(request: Request, token: Annotated[str | None, Depends(client_t
         return unavailable(refusal, retry_after=STREAMS_RETRY_AFTER)
     stream = snapshot_events(snapshots_of(request), last_event_id)
     held_open(request)  # a stream lasts as long as its client watches: no latency to measure
-    return CountedStream(stream, ping=HEARTBEAT_SECONDS, ping_message_factory=keepalive, sep="
-",
+    return CountedStream(stream, ping=HEARTBEAT_SECONDS, ping_message_factory=keepalive, sep="\n",
                          give_back=limits.take(caller))
 
 
