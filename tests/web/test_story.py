@@ -65,7 +65,7 @@ def test_a_failed_salad_is_opened_from_its_link_read_requeued_and_completes(make
     story = page.locator("#story")
     expect(story.locator("#story-title")).to_have_text(f"Salad #{placed['id']}")
     expect(story.locator("#story-reason")).to_have_text(re.compile(
-        r"Why it failed: (kiwi|mango|pear) \(task \d+\) failed after 1 attempts: lease expired on worker worker-1"))
+        r"Why it failed: (kiwi|mango|pear) \(task \d+\) failed after 1 attempt: lease expired on worker worker-1"))
     expect(story.locator("tr.attempt")).to_have_text(
         re.compile(r"Attempt 1 on worker-1 failed at \d\d:\d\d:\d\d: lease expired on worker worker-1"))
     states = story.locator("tr.fruit-row td.state").all_inner_texts()

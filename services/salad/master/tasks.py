@@ -384,8 +384,8 @@ def retry_or_fail(session: Session, task: Task, error: str, now: datetime, reaso
         return
     task.status, task.finished_at = TaskStatus.FAILED, now
     task_metrics.failed()
-    fail_order(session, task.order_id, f"{task.fruit} (task {task.id}) failed after {task.attempts} "
-                                       f"attempts: {error}", now)
+    attempts = "1 attempt" if task.attempts == 1 else f"{task.attempts} attempts"
+    fail_order(session, task.order_id, f"{task.fruit} (task {task.id}) failed after {attempts}: {error}", now)
 
 
 def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> None:
