@@ -94,14 +94,12 @@ async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, 
                         lease: str, stop: asyncio.Future) -> tuple[list[ResultAck], list[LeasedTask]]:
     """Record the results and lease tasks under `lease`; with none to lease, wait for some (long-poll)
     until the deadline or `stop`."""
-    settings, engine, signal = master_settings(), request.app.state.engine, request.app.state.signal
+    settings, signal, exchanges = master_settings(), request.app.state.signal, request.app.state.exchanges
     worker, max_tasks = body.worker, min(body.max_tasks, settings.max_tasks_per_claim)
     deadline = time.monotonic() + min(body.wait, settings.max_claim_wait)
     read_at = signal.fired  # tasks queued while the queue is read below wake this claim's wait at once
     if results or not max_tasks or body.retry or not signal.known_empty(read_at):
-        acks, leased = await run_in_threadpool(tasks.exchange, engine, worker, results, max_tasks,
-                                               settings.lease_seconds, settings.task_timeout_seconds, lease,
-                                               body.retry)
+        acks, leased = await exchanges.exchange(worker, results, max_tasks, lease, body.retry)
         if not body.retry:  # a retry's tasks may be its first attempt's: they say nothing of the queue
             signal.claimed(len(leased), max_tasks, read_at)
     else:  # an idle worker's long-poll: nothing queued since a claim here found the queue short
@@ -122,8 +120,7 @@ async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, 
                 if time.monotonic() >= deadline - 0.001:  # ran out: the next long-poll claims if need be
                     break
                 read_at = signal.fired
-                leased = await run_in_threadpool(tasks.claim, engine, worker, max_tasks,
-                                                 settings.lease_seconds, settings.task_timeout_seconds, lease)
+                leased = await exchanges.claim(worker, max_tasks, lease)
                 signal.claimed(len(leased), max_tasks, read_at, woken=True)
     finally:
         if hang_up is not None:

@@ -19,6 +19,7 @@ from salad.core.settings import master_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
 from salad.master.background import Intake, OutboxRelay, Reaper
+from salad.master.exchanges import Exchanges
 from salad.master.metrics import METRICS, REGISTRY
 from salad.master.tasks import PLANNER, prune_finished
 from salad.master.wakeup import Attempts, QueueSignal, listen, probe
@@ -105,6 +106,7 @@ def build_app() -> FastAPI:
     app = create_app(METRICS, ready=lambda: schema_is_current(engine), max_body_bytes=settings.max_body_bytes,
                      title="salad Master", version=__version__, lifespan=lifespan)
     app.state.engine = engine
+    app.state.exchanges = Exchanges(engine, settings.lease_seconds, settings.task_timeout_seconds)
     app.state.check_ins = registry.CheckIns(engine)
     app.state.settings = settings
     app.state.tokens = Tokens(client=settings.client_token, worker=settings.worker_token,

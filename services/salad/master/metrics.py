@@ -36,6 +36,11 @@ ORDERS_FINISHED_BY_MASTER = Counter(
     "salad_master_orders_finished_total", "Orders whose last task this Master recorded, by outcome.",
     ["outcome"], registry=REGISTRY,
 )
+EXCHANGE_BATCH = Histogram(
+    "salad_master_exchange_batch_requests", "Workers' requests (exchanges, claims) run together in one exchange "
+    "statement: more under load, 1 when requests come one at a time.",
+    buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
+)
 
 # Label values known up front start at zero, so rate() and increase() (and the alerts built on them) see
 # the very first event instead of a series appearing out of nothing.

@@ -46,28 +46,7 @@ RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.att
           tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker, pg_notify('salad_tasks', tasks.status);
 
 
--- Claims ------------------------------------------------------------------------------------------------
-
--- name: claim
--- Lease up to :max_tasks queued tasks to :worker_name under the lease :lease until :expires, atomically:
--- two workers or two Masters never get the same task.
-UPDATE tasks
-SET status = 'running', attempts = tasks.attempts + 1, lease_id = :lease, lease_expires_at = :expires,
-    worker = :worker_name, claimed_at = :now
-WHERE tasks.id IN (
-    -- The next tasks in hand-out order: priority, then the oldest order first, then the rank planned at the
-    -- split within an order. The partial index ix_tasks_queued holds exactly this order, so the scan stops
-    -- at the limit; SKIP LOCKED passes over tasks another claim is taking this instant.
-    SELECT tasks.id FROM tasks
-    WHERE tasks.status = 'queued'
-    ORDER BY tasks.priority DESC, tasks.order_id, tasks.hand_out_rank, tasks.id
-    LIMIT :max_tasks
-    FOR UPDATE SKIP LOCKED
-)
--- RETURNING keeps no order: the caller sorts the tasks back into hand-out order.
-RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
-          tasks.priority, tasks.hand_out_rank;
-
+-- Claims and exchanges ----------------------------------------------------------------------------------
 
 -- name: resume
 -- A retried request's tasks: those its earlier attempt leased to :worker_name under the request id (:lease)
@@ -83,28 +62,48 @@ RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.att
 
 
 -- name: exchange
--- A worker's successes recorded, their orders counted down (an order's last fruit completes it and queues
--- its report to Shared), and its next tasks leased: one statement that commits by itself. As statements in a
--- transaction (BEGIN, successes, claim, a countdown per order, the completion and its report, COMMIT) it
--- cost Master more CPU than PostgreSQL spent running it: each round trip costs psycopg and SQLAlchemy CPU.
--- :batch is a JSON list of {id, lease_id, result}, the successes in task id order; the claim takes
--- :max_tasks, :lease, :expires, :worker_name and :now as `claim` does.
+-- The successes of several requests recorded, their orders counted down (an order's last fruit completes it
+-- and queues its report to Shared), and each request's next tasks leased: one statement that commits by
+-- itself. The requests are the exchanges and claims that reached this Master while the previous statement
+-- ran (master/exchanges.py): one commit and one countdown update per order for all of them, where a
+-- statement each made the results of an order wait on its countdown row one commit after another.
+-- As statements in a transaction (BEGIN, successes, claim, a countdown per order, the completion and its
+-- report, COMMIT) it cost Master more CPU than PostgreSQL spent running it: each round trip costs psycopg and
+-- SQLAlchemy CPU.
+-- :batch is a JSON list of {id, lease_id, result}, the successes in task id order. :takers is a JSON list of
+-- {lease, worker_name, expires, first, max_tasks}: the requests' claims, each the leases of the tasks
+-- numbered first .. first + max_tasks - 1 (from 0, in hand-out order) of the :max_tasks taken in all.
 -- The answer is one result set: `kind` tells a leased task, a recorded success and a completed order apart.
-WITH claimed AS (
-    -- The claim, exactly as `claim`. Failures were recorded before this statement, so a fruit they queued
+WITH picked AS (
+    -- The next tasks in hand-out order: priority, then the oldest order first, then the rank planned at the
+    -- split within an order. The partial index ix_tasks_queued holds exactly this order, so the scan stops
+    -- at the limit; SKIP LOCKED passes over tasks another claim is taking this instant, so two workers or two
+    -- Masters never get the same task. Failures were recorded before this statement, so a fruit they queued
     -- again can be leased here; successes free no task for it (their tasks are no longer queued).
+    SELECT tasks.id, tasks.priority, tasks.order_id, tasks.hand_out_rank FROM tasks
+    WHERE tasks.status = 'queued'
+    ORDER BY tasks.priority DESC, tasks.order_id, tasks.hand_out_rank, tasks.id
+    LIMIT :max_tasks
+    FOR UPDATE SKIP LOCKED
+),
+numbered AS (
+    SELECT picked.id,
+           row_number() OVER (ORDER BY picked.priority DESC, picked.order_id, picked.hand_out_rank, picked.id) - 1
+               AS n
+    FROM picked
+),
+claimed AS (
+    -- Each taker's share, leased under its lease. RETURNING keeps no order: the caller sorts them back.
     UPDATE tasks
-    SET status = 'running', attempts = tasks.attempts + 1, lease_id = :lease, lease_expires_at = :expires,
-        worker = :worker_name, claimed_at = :now
-    WHERE tasks.id IN (
-        SELECT tasks.id FROM tasks
-        WHERE tasks.status = 'queued'
-        ORDER BY tasks.priority DESC, tasks.order_id, tasks.hand_out_rank, tasks.id
-        LIMIT :max_tasks
-        FOR UPDATE SKIP LOCKED
-    )
+    SET status = 'running', attempts = tasks.attempts + 1, lease_id = takers.lease,
+        lease_expires_at = takers.expires, worker = takers.worker_name, claimed_at = :now
+    FROM numbered
+    JOIN json_to_recordset(CAST(:takers AS json))
+        AS takers(lease text, worker_name text, expires timestamptz, first integer, max_tasks integer)
+        ON numbered.n >= takers.first AND numbered.n < takers.first + takers.max_tasks
+    WHERE tasks.id = numbered.id
     RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
-              tasks.priority, tasks.hand_out_rank
+              tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker
 ),
 succeeded AS (
     -- Each success whose lease still holds, exactly as `record_successes`. One under a stale lease, a
@@ -158,14 +157,15 @@ reported AS (
 )
 -- The answer: the tasks leased, the successes recorded (for the metrics), the orders completed.
 SELECT 'leased' AS kind, claimed.id, claimed.order_id, claimed.fruit, claimed.execution_time, claimed.attempts,
-       claimed.priority, claimed.queued_at, NULL AS claimed_at, NULL AS created_at, claimed.hand_out_rank
+       claimed.priority, claimed.queued_at, NULL AS claimed_at, NULL AS created_at, claimed.hand_out_rank,
+       claimed.lease_id, claimed.worker
 FROM claimed
 UNION ALL
 SELECT 'succeeded', succeeded.id, succeeded.order_id, succeeded.fruit, NULL, NULL, NULL, NULL,
-       succeeded.claimed_at, succeeded.created_at, NULL
+       succeeded.claimed_at, succeeded.created_at, NULL, NULL, NULL
 FROM succeeded
 UNION ALL
-SELECT 'completed', NULL, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'completed', NULL, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM reported;
 
 

@@ -1,4 +1,4 @@
-"""Master's named statements: master/queries.sql, loaded once (`SQL.claim`, `SQL.exchange`, ...)."""
+"""Master's named statements: master/queries.sql, loaded once (`SQL.split`, `SQL.exchange`, ...)."""
 
 from salad.core.queries import load
 

@@ -9,7 +9,7 @@ or an order's state one at a time (a failure, a resumption) use the ORM's object
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import uuid4
@@ -90,9 +90,17 @@ def split_orders(engine: Engine, orders: list[NewOrder], max_attempts: int, take
     # safe to repeat (orders split already are skipped); if it failed, the orders, leased to this Master by
     # Shared, would wait for that lease to expire (SALAD_INTAKE_LEASE_SECONDS) before another try
     rows = again_if_disconnected(split_now)
-    handed = [leased_tasks([r for r in rows if (r.lease_id, r.worker) == (t["lease"], t["worker_name"])], t,
-                           timeout_seconds) for t in terms]
+    by_lease = by_taker(rows)
+    handed = [leased_tasks(by_lease.get((t["lease"], t["worker_name"]), []), t, timeout_seconds) for t in terms]
     return Split(len({row.order_id for row in rows}), handed)
+
+
+def by_taker(rows: Iterable) -> dict[tuple[str, str], list]:
+    """Leased task rows by their lease and worker: the claims that took them."""
+    taken: dict[tuple[str, str], list] = {}
+    for row in rows:
+        taken.setdefault((row.lease_id, row.worker), []).append(row)
+    return taken
 
 
 def lease_first(rows: list[dict], terms: list[dict]) -> list[dict]:
@@ -119,19 +127,60 @@ def fruit_rows(orders: list[NewOrder]) -> list[dict]:
     ]
 
 
-# --- Claims --------------------------------------------------------------------------------------
+# --- Claims and exchanges ------------------------------------------------------------------------
+class Exchange(NamedTuple):
+    """One request's part of an exchange statement: the successes it reports, and the claim of its terms
+    (lease_terms: up to max_tasks tasks, leased under its lease)."""
+    terms: dict
+    successes: list[Report]
+
+
+class Exchanged(NamedTuple):
+    """What an exchange statement did for one request: the successes it recorded, the tasks it leased."""
+    recorded: set[int]
+    leased: list[LeasedTask]
+
+
+def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_seconds: float) -> list[Exchanged]:
+    """Record the successes and lease the tasks of several requests in one statement that commits by itself
+    (SQL.exchange): one round trip, one commit, and one countdown update per order for all of them.
+
+    Each request's tasks come in hand-out order (priority, then the oldest order first, then the rank planned
+    at the split within an order), the first request's first.
+    """
+    now = utcnow()
+    takers, taken = [], 0
+    for part in exchanges:
+        terms = part.terms
+        takers.append(dict(lease=terms["lease"], worker_name=terms["worker_name"],
+                           expires=terms["expires"].isoformat(), first=taken, max_tasks=terms["max_tasks"]))
+        taken += terms["max_tasks"]
+    successes = sorted((r for part in exchanges for r in part.successes), key=lambda r: r.id)
+    with autocommit(engine) as connection:
+        rows = connection.execute(SQL.exchange, dict(now=now, max_tasks=taken, takers=json.dumps(takers),
+                                                     batch=success_batch(successes))).all()
+    leased = by_taker(row for row in rows if row.kind == "leased")
+    succeeded = [row for row in rows if row.kind == "succeeded"]
+    task_metrics.succeeded(succeeded, now)
+    if completed := sum(row.kind == "completed" for row in rows):
+        task_metrics.orders_finished(OrderStatus.COMPLETED, completed)
+    recorded = {row.id for row in succeeded}
+    return [
+        Exchanged({r.id for r in part.successes} & recorded,
+                  leased_tasks(leased.get((part.terms["lease"], part.terms["worker_name"]), []),
+                               dict(part.terms, now=now), timeout_seconds))
+        for part in exchanges
+    ]
+
+
 def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float, timeout_seconds: float,
           lease: str | None = None) -> list[LeasedTask]:
     """Lease up to `max_tasks` queued tasks to `worker` in one atomic statement, committed by itself (the
-    claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks).
-
-    Hand-out order: priority, then oldest order first, then the rank planned at the split within an order.
-    """
+    claim of an idle worker, woken by a split: no BEGIN and COMMIT round trips before it has its tasks)."""
     if max_tasks <= 0:
         return []
     terms = lease_terms(worker, max_tasks, lease_seconds, lease)
-    with autocommit(engine) as connection:
-        return leased_tasks(connection.execute(SQL.claim, terms).all(), terms, timeout_seconds)
+    return exchange_together(engine, [Exchange(terms, [])], timeout_seconds)[0].leased
 
 
 def resume(engine: Engine, worker: str, lease: str, lease_seconds: float,
@@ -224,37 +273,59 @@ def record_result(engine: Engine, task_id: int, lease_id: str, outcome: str, res
     return LeaseState(id=task_id, status=ack.status)
 
 
-def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
-             timeout_seconds: float, lease: str | None = None,
-             retry: bool = False) -> tuple[list[ResultAck], list[LeasedTask]]:
-    """Record a worker's results and lease it more tasks, in one round trip for the worker.
+class Prepared(NamedTuple):
+    """A request's exchange before its statement: its successes and claim, and its reports answered already."""
+    part: Exchange
+    answered: dict[int, ResultAck]
+    resumed: list[LeasedTask]  # a retry's tasks, leased by its first attempt: it leases none other
 
-    The successes and the claim are one statement (SQL.exchange). Failures are recorded before it, so a
-    fruit queued again can be leased by this same exchange; a success it did not record (a stale lease, a
-    retried post, an unknown task) is answered after it.
 
-    A `retry` (the worker got no answer to an earlier attempt under the request id `lease`) is answered with
-    the tasks that attempt leased, if any are still running under it, and leases no other; the failures it
-    sends again are answered as recorded when that attempt recorded them.
-    """
+def prepare_exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
+                     timeout_seconds: float, lease: str | None = None, retry: bool = False) -> Prepared:
+    """What must happen before an exchange's statement: its failures recorded, so a fruit queued again can be
+    leased by the statement; a `retry` (the worker got no answer to an earlier attempt under the request id
+    `lease`) answered with the tasks that attempt leased, if any still run under it, and its failures sent
+    again answered as recorded when that attempt recorded them. Touches the database only for those."""
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
     answered = record_apart(engine, failures, worker if retry else None) if failures else {}
-    successes = successes_in(first)
     resumed = resume(engine, worker, lease, lease_seconds, timeout_seconds) if retry and lease else []
     terms = lease_terms(worker, 0 if resumed else max_tasks, lease_seconds, lease)
-    with autocommit(engine) as connection:
-        rows = connection.execute(SQL.exchange, dict(terms, batch=success_batch(successes))).all()
-    leased = [row for row in rows if row.kind == "leased"]
-    succeeded = [row for row in rows if row.kind == "succeeded"]
-    task_metrics.succeeded(succeeded, terms["now"])
-    if completed := sum(row.kind == "completed" for row in rows):
-        task_metrics.orders_finished(OrderStatus.COMPLETED, completed)
-    answered.update((row.id, ResultAck(id=row.id, status=TaskStatus.SUCCEEDED)) for row in succeeded)
-    unrecorded = [r for r in successes if r.id not in answered]
-    if unrecorded:
-        answered.update(record_apart(engine, unrecorded))
-    return [answered[r.id] for r in reports], resumed or leased_tasks(leased, terms, timeout_seconds)
+    return Prepared(Exchange(terms, successes_in(first)), answered, resumed)
+
+
+def needs_preparing(reports: list[Report], retry: bool) -> bool:
+    """Does prepare_exchange have database work to do for this request (failures, or a retry)?"""
+    return retry or any(r.outcome != TaskStatus.SUCCEEDED for r in reports)
+
+
+def unrecorded(prepared: Prepared, exchanged: Exchanged) -> list[Report]:
+    """The successes the statement did not record (a stale lease, a retried post, an unknown task): each is
+    answered after it by record_apart."""
+    return [r for r in prepared.part.successes if r.id not in exchanged.recorded]
+
+
+def answer_exchange(reports: list[Report], prepared: Prepared, exchanged: Exchanged,
+                    apart: dict[int, ResultAck]) -> tuple[list[ResultAck], list[LeasedTask]]:
+    """Each report's acknowledgement, in the order sent, and the tasks leased (or resumed)."""
+    recorded = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in exchanged.recorded}
+    answered = {**prepared.answered, **recorded, **apart}
+    return [answered[r.id] for r in reports], prepared.resumed or exchanged.leased
+
+
+def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int, lease_seconds: float,
+             timeout_seconds: float, lease: str | None = None,
+             retry: bool = False) -> tuple[list[ResultAck], list[LeasedTask]]:
+    """Record a worker's results and lease it more tasks, in one round trip for the worker, on its own.
+    (Master runs the exchanges of concurrent requests together: master/exchanges.py.)
+
+    The successes and the claim are one statement (SQL.exchange). Failures are recorded before it
+    (prepare_exchange); a success it did not record is answered after it.
+    """
+    prepared = prepare_exchange(engine, worker, reports, max_tasks, lease_seconds, timeout_seconds, lease, retry)
+    exchanged = exchange_together(engine, [prepared.part], timeout_seconds)[0]
+    missed = unrecorded(prepared, exchanged)
+    return answer_exchange(reports, prepared, exchanged, record_apart(engine, missed) if missed else {})
 
 
 def record_apart(engine: Engine, reports: list[Report], resent_by: str | None = None) -> dict[int, ResultAck]:
