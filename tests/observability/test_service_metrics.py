@@ -22,7 +22,7 @@ OWN = {
     "master": {"salad_task_queue_wait_seconds", "salad_task_execution_seconds", "salad_task_latency_seconds",
                "salad_tasks_finished", "salad_task_retries", "salad_task_lease_expiries",
                "salad_master_orders_finished", "salad_queue_depth", "salad_queue_oldest_age_seconds",
-               "salad_tasks_running", "salad_workers_live"},
+               "salad_tasks_running", "salad_workers_live", "salad_master_exchange_batch_requests"},
     "worker": {"salad_worker_slots", "salad_worker_busy_slots", "salad_worker_tasks"},
 }
 
