@@ -3,7 +3,7 @@ and confirms them to Shared."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from salad.core.db import make_engine, sqlalchemy_url
@@ -11,7 +11,8 @@ from salad.core.models import OrderStatus
 from salad.master import tasks
 from salad.shared import orders
 from salad.shared.metrics import REGISTRY
-from salad.contracts.internal import OrderReport
+from salad.contracts.internal import OrderProgress, OrderReport
+from salad.contracts.orders import FruitCounts
 
 
 def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:
@@ -91,3 +92,21 @@ def test_reports_apply_in_version_order_each_once_and_unknown_orders_are_left_ou
         engine.dispose()
     assert failures_counted() == before + 1
     assert (stored.status, stored.failure_reason) == (OrderStatus.IN_PROGRESS, None)
+
+
+def test_a_report_and_counts_of_one_order_apply_together_and_older_ones_change_nothing(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    now = datetime.now(UTC)
+    try:
+        order, _ = orders.create_order(engine, ["apple", "kiwi"])
+        orders.accept(engine, [order.id])
+        completed = OrderReport(order_id=order.id, version=1, status=OrderStatus.COMPLETED, finished_at=now,
+                                preparation_time=0.5)
+        done = OrderProgress(order_id=order.id, counts=FruitCounts(done=2), counted_at=now)
+        assert orders.apply_reports(engine, [completed], [done]) == {order.id: OrderStatus.COMPLETED}
+        older = OrderProgress(order_id=order.id, counts=FruitCounts(running=2), counted_at=now - timedelta(seconds=1))
+        assert orders.apply_reports(engine, [completed], [older]) == {order.id: OrderStatus.COMPLETED}
+        [listed] = orders.list_orders(engine, None, 10, None)
+    finally:
+        engine.dispose()
+    assert (listed.status, listed.counts, listed.preparation_time) == (OrderStatus.COMPLETED, FruitCounts(done=2), 0.5)

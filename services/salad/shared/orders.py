@@ -178,31 +178,29 @@ def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
 
 def apply_reports(engine: Engine, reports: list[OrderReport],
                   progress: Sequence[OrderProgress] = ()) -> dict[int, str]:
-    """Apply Master's reports of state changes, each once and only if newer than the last one applied, then
-    its progress reports (fruit counts), each only if counted later than the counts the order holds.
+    """Apply Master's reports of state changes, each once and only if newer than the last one applied, and its
+    progress reports (fruit counts), each only if counted later than the counts the order holds: one
+    statement, committing by itself (SQL.apply_reports).
 
     Returns the status of each known order of `reports` after them."""
-    statuses: dict[int, str] = {}
-    finished: list[OrderReport] = []
-    with transaction(engine) as session:
-        connection = session.connection()
-        for report in sorted(reports, key=lambda r: (r.order_id, r.version)):  # orders locked in id order
-            values = report.model_dump()
-            changed = connection.execute(SQL.apply_report, values).scalar()
-            status = changed or connection.execute(SQL.order_status, values).scalar()
-            if status is not None:
-                statuses[report.order_id] = status
-            if changed and report.status in FINAL:
-                finished.append(report)
-    if progress:  # a statement of its own: it locks its orders in id order, as the reports above do theirs
-        batch = json.dumps([p.model_dump(mode="json") for p in progress])
-        with autocommit(engine) as connection:
-            connection.execute(SQL.apply_progress, dict(progress=batch))
-    for report in finished:
-        ORDERS_FINISHED.labels(report.status).inc()
-        if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
-            SALAD_COMPLETION.observe(report.preparation_time)
-    return statuses
+    batch = dict(reports=json.dumps([r.model_dump(mode="json") for r in reports]),
+                 progress=json.dumps([p.model_dump(mode="json") for p in progress]))
+    with autocommit(engine) as connection:
+        rows = connection.execute(SQL.apply_reports, batch).all()
+    version_before = {row.id: row.version_before for row in rows}
+    for report in {(r.order_id, r.version): r for r in reports}.values():  # each report once, if it was new
+        if report.order_id in version_before and report.version > version_before[report.order_id]:
+            count_finished(report)
+    return {row.id: row.status for row in rows if row.reported}
+
+
+def count_finished(report: OrderReport) -> None:
+    """The metrics of an order Master reports finished."""
+    if report.status not in FINAL:
+        return
+    ORDERS_FINISHED.labels(report.status).inc()
+    if report.status == OrderStatus.COMPLETED and report.preparation_time is not None:
+        SALAD_COMPLETION.observe(report.preparation_time)
 
 
 def pending_fruits(engine: Engine) -> list[str]:

@@ -144,42 +144,61 @@ RETURNING orders.id, orders.status;
 
 -- Master's reports --------------------------------------------------------------------------------------
 
--- name: apply_report
--- Master's report of a change of the order's state (completed, failed, in progress again), applied only if
--- newer (:version) than the last one applied: reports may arrive twice or out of order. Returns the status
--- when applied; nothing otherwise.
-UPDATE orders
-SET status = :status, completed_at = :finished_at, master_version = :version,
-    preparation_time = :preparation_time, failure_reason = :failure_reason, intake_lease_until = NULL
-WHERE orders.id = :order_id AND orders.master_version < :version
-RETURNING orders.status;
-
--- name: apply_progress
--- Master's progress reports: each order's fruits per state, kept only if counted later (counted_at) than the
--- counts the order holds (two Masters' reports may cross). :progress is a JSON list of
--- {order_id, counts, counted_at}.
+-- name: apply_reports
+-- Master's reports, in one statement that commits by itself: each order's newest change of state (completed,
+-- failed, in progress again) applied only if newer (version) than the last one applied, as reports may arrive
+-- twice or out of order; and its fruit counts, kept only if counted later (counted_at) than those it holds, as
+-- two Masters' reports may cross. Applying an order's newest report leaves it as applying each in version
+-- order would: every report sets all the columns it carries.
+-- :reports is a JSON list of {order_id, version, status, finished_at, preparation_time, failure_reason};
+-- :progress a JSON list of {order_id, counts, counted_at}. Returns each known order of either: its version
+-- before the statement (the caller counts the reports newer than it) and its status after.
 WITH reported AS (
-    SELECT * FROM json_to_recordset(CAST(:progress AS json))
-                  AS r(order_id integer, counts json, counted_at timestamptz)
+    SELECT DISTINCT ON (r.order_id) r.*
+    FROM json_to_recordset(CAST(:reports AS json))
+         AS r(order_id bigint, version integer, status text, finished_at timestamptz, preparation_time float,
+              failure_reason text)
+    ORDER BY r.order_id, r.version DESC
+),
+counted AS (
+    SELECT DISTINCT ON (p.order_id) p.*
+    FROM json_to_recordset(CAST(:progress AS json)) AS p(order_id bigint, counts json, counted_at timestamptz)
+    ORDER BY p.order_id, p.counted_at DESC
 ),
 locked AS (
-    -- The orders locked in id order, as apply_report takes them, so that crossing reports cannot deadlock.
-    SELECT orders.id FROM orders
-    WHERE orders.id IN (SELECT reported.order_id FROM reported)
+    -- The orders locked in id order, so that crossing reports cannot deadlock.
+    SELECT orders.id, orders.status, orders.master_version FROM orders
+    WHERE orders.id IN (SELECT reported.order_id FROM reported UNION SELECT counted.order_id FROM counted)
     ORDER BY orders.id
     FOR UPDATE
+),
+changes AS (
+    SELECT locked.id, reported.version > locked.master_version AS newer_state, reported.*,
+           counted.counts, counted.counted_at
+    FROM locked
+    LEFT JOIN reported ON reported.order_id = locked.id
+    LEFT JOIN counted ON counted.order_id = locked.id
+),
+applied AS (
+    UPDATE orders
+    SET status = CASE WHEN changes.newer_state THEN changes.status ELSE orders.status END,
+        completed_at = CASE WHEN changes.newer_state THEN changes.finished_at ELSE orders.completed_at END,
+        master_version = CASE WHEN changes.newer_state THEN changes.version ELSE orders.master_version END,
+        preparation_time = CASE WHEN changes.newer_state THEN changes.preparation_time
+                                ELSE orders.preparation_time END,
+        failure_reason = CASE WHEN changes.newer_state THEN changes.failure_reason ELSE orders.failure_reason END,
+        intake_lease_until = CASE WHEN changes.newer_state THEN NULL ELSE orders.intake_lease_until END,
+        counts = CASE WHEN changes.counted_at > coalesce(orders.counts_at, '-infinity') THEN changes.counts
+                      ELSE orders.counts END,
+        counts_at = greatest(orders.counts_at, changes.counted_at)
+    FROM changes
+    WHERE orders.id = changes.id
+      AND (changes.newer_state OR changes.counted_at > coalesce(orders.counts_at, '-infinity'))
+    RETURNING orders.id, orders.status
 )
-UPDATE orders
-SET counts = reported.counts, counts_at = reported.counted_at
-FROM reported JOIN locked ON locked.id = reported.order_id
-WHERE orders.id = reported.order_id AND (orders.counts_at IS NULL OR orders.counts_at < reported.counted_at);
-
--- name: order_status
--- An order's status (to answer a report that changed nothing).
-SELECT orders.status FROM orders WHERE orders.id = :order_id;
-
-
--- Retention ---------------------------------------------------------------------------------------------
+SELECT locked.id, locked.master_version AS version_before, coalesce(applied.status, locked.status) AS status,
+       locked.id IN (SELECT reported.order_id FROM reported) AS reported
+FROM locked LEFT JOIN applied ON applied.id = locked.id;
 
 -- name: prune_orders
 -- Delete up to :batch orders finished before :older_than, oldest first; SKIP LOCKED leaves those another
