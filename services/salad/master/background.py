@@ -14,16 +14,14 @@ from itertools import islice
 import aiohttp
 import httpx
 from anyio import to_thread
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from salad.contracts.internal import IntakeBatch, IntakeOrder, OrderProgress, OrderReport
 from salad.contracts.orders import FruitCounts
 from salad.contracts.work import LeasedTask
-from salad.core.db import autocommit, transaction, utcnow
+from salad.core.db import autocommit, utcnow
 from salad.core.http import send
 from salad.core.loops import MAX_BACKOFF
-from salad.core.models import Outbox
 from salad.core.settings import MasterSettings
 from salad.master import hand_out, registry, tasks
 from salad.master.sql import SQL
@@ -34,9 +32,9 @@ PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Sha
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+SENDING_SECONDS = 15.0  # a report taken to send is due again after this (its relay may have stopped)
 CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
 
-DUE_REPORTS = select(Outbox).from_statement(SQL.due_reports)  # as ORM objects, which the relay marks
 
 log = logging.getLogger(__name__)
 
@@ -159,49 +157,54 @@ class OutboxRelay:
         self.engine, self.client = engine, client
 
     def deliver_batch(self) -> bool:
-        """Send due reports and changed counts to Shared in one call; a report Shared does not know yet is tried
-        again later, counts that did not reach it are flagged again. True when a batch was full."""
+        """Send due reports and changed counts to Shared in one call: one statement takes them (SQL.claim_reports,
+        all a pass costs while there is nothing to send), one records how the call went. A report Shared did not
+        take is tried again later; counts that did not reach it are flagged again. True when a batch was full."""
+        now = utcnow()
         with autocommit(self.engine) as connection:
-            changed = list(connection.execute(SQL.claim_progress, dict(limit=PROGRESS_BATCH)).scalars())
+            rows = connection.execute(SQL.claim_reports, dict(
+                now=now, until=now + timedelta(seconds=SENDING_SECONDS), limit=OUTBOX_BATCH,
+                progress_limit=PROGRESS_BATCH)).all()
+        reports = [row for row in rows if row.kind == "report"]
+        changed = [row.order_id for row in rows if row.kind == "counts"]
         delivered = False
         try:
-            reports, delivered = self.send(changed)
+            delivered = self.send(reports, changed)
         finally:
             if changed and not delivered:  # an error, or Shared unreachable: the next pass reports them
                 with autocommit(self.engine) as connection:
                     connection.execute(SQL.progress_due_again, dict(ids=changed))
-        return reports == OUTBOX_BATCH or len(changed) == PROGRESS_BATCH
+        return len(reports) == OUTBOX_BATCH or len(changed) == PROGRESS_BATCH
 
-    def send(self, changed: list[int]) -> tuple[int, bool]:
-        """The due reports, locked while sent, and the counts of the `changed` orders, read now. Returns how
-        many reports were sent, and whether Shared took the call."""
-        now = utcnow()
-        with transaction(self.engine) as session:
-            rows = list(session.scalars(DUE_REPORTS, dict(now=now, limit=OUTBOX_BATCH)))
-            counted = session.execute(SQL.fruit_counts, dict(ids=changed)) if changed else []
-            progress = [progress_of(row) for row in counted]
-            if not rows and not progress:
-                return 0, True
-            reports = [OrderReport(order_id=row.order_id, version=row.version, status=row.status,
-                                   finished_at=row.finished_at, preparation_time=row.preparation_time,
-                                   failure_reason=row.failure_reason).model_dump(mode="json") for row in rows]
-            try:
-                response = self.client.post("/internal/v1/orders/reports",
-                                            json={"reports": reports, "progress": progress})
-                response.raise_for_status()
-                known, delivered = {state["id"] for state in response.json()}, True
-                problem = "unknown order"
-            except httpx.HTTPError as exc:
-                known, delivered, problem = set(), False, str(exc)
-            for row in rows:
-                if row.order_id in known:
-                    row.delivered_at = utcnow()
-                    continue
-                row.attempts += 1
-                row.next_attempt_at = now + timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** row.attempts))
-                log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id, row.attempts,
-                            problem)
-        return len(rows), delivered
+    def send(self, reports: list, changed: list[int]) -> bool:
+        """The taken `reports`, and the counts of the `changed` orders, read now. Returns whether Shared took
+        the call; records which reports it acknowledged (an unknown order's report is tried again later)."""
+        progress = []
+        if changed:
+            with autocommit(self.engine) as connection:
+                progress = [progress_of(row) for row in connection.execute(SQL.fruit_counts, dict(ids=changed))]
+        if not reports and not progress:
+            return True
+        body = [OrderReport(order_id=row.order_id, version=row.version, status=row.status,
+                            finished_at=row.finished_at, preparation_time=row.preparation_time,
+                            failure_reason=row.failure_reason).model_dump(mode="json") for row in reports]
+        known, delivered, problem = set(), False, "unknown order"
+        try:
+            response = self.client.post("/internal/v1/orders/reports", json={"reports": body, "progress": progress})
+            response.raise_for_status()
+            known, delivered = {state["id"] for state in response.json()}, True
+        except httpx.HTTPError as exc:
+            problem = str(exc)
+        if reports:
+            acknowledged = [row.id for row in reports if row.order_id in known]
+            with autocommit(self.engine) as connection:
+                connection.execute(SQL.reports_sent, dict(ids=[row.id for row in reports], delivered=acknowledged,
+                                                          now=utcnow(), max_backoff=MAX_BACKOFF))
+            for row in reports:
+                if row.order_id not in known:
+                    log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id,
+                                row.attempts + 1, problem)
+        return delivered
 
     async def step(self) -> bool:
         return await to_thread.run_sync(self.deliver_batch)

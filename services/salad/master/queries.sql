@@ -328,31 +328,56 @@ FROM (SELECT count(*) AS queued, min(tasks.queued_at) AS oldest_queued_at
 
 -- Reports to Shared -------------------------------------------------------------------------------------
 
--- name: due_reports
--- Up to :limit undelivered reports due by :now, oldest first, locked while the relay sends them (another
--- Master's relay skips them). Every column, read as the ORM's Outbox objects the relay marks.
-SELECT outbox.* FROM outbox
-WHERE outbox.delivered_at IS NULL AND outbox.next_attempt_at <= :now
-ORDER BY outbox.id
-LIMIT :limit
-FOR UPDATE SKIP LOCKED;
-
-
--- name: claim_progress
--- Up to :limit orders whose fruit counts changed since last reported, their flag cleared: the relay reports
--- their counts now. A statement of its own, committed before the counts are read (fruit_counts) and sent:
--- a result recorded meanwhile flags its order again, so no change goes unreported, and no countdown row
--- stays locked while Shared is called. SKIP LOCKED passes over orders an exchange is counting down.
-UPDATE salads
-SET progress_due = false
-WHERE salads.order_id IN (
-    SELECT salads.order_id FROM salads
-    WHERE salads.progress_due
-    ORDER BY salads.order_id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+-- name: claim_reports
+-- What the relay sends Shared now, in one statement that commits by itself (no transaction stays open while
+-- Shared is called): up to :limit undelivered reports due by :now, oldest first, taken until :until (another
+-- Master's relay skips them meanwhile; if this one stops before the answer, they are due again then), and up
+-- to :progress_limit orders whose fruit counts changed since last reported, their flag cleared (SKIP LOCKED
+-- passes over orders an exchange is counting down). Their counts are read after this commit (fruit_counts):
+-- a result recorded meanwhile flags its order again, so no change goes unreported.
+-- The answer is one result set: `kind` tells a report and an order to count apart.
+WITH due AS (
+    UPDATE outbox
+    SET next_attempt_at = :until
+    WHERE outbox.id IN (
+        SELECT outbox.id FROM outbox
+        WHERE outbox.delivered_at IS NULL AND outbox.next_attempt_at <= :now
+        ORDER BY outbox.id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING outbox.id, outbox.order_id, outbox.version, outbox.status, outbox.finished_at,
+              outbox.preparation_time, outbox.failure_reason, outbox.attempts
+),
+changed AS (
+    UPDATE salads
+    SET progress_due = false
+    WHERE salads.order_id IN (
+        SELECT salads.order_id FROM salads
+        WHERE salads.progress_due
+        ORDER BY salads.order_id
+        LIMIT :progress_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING salads.order_id
 )
-RETURNING salads.order_id;
+SELECT 'report' AS kind, due.id, due.order_id, due.version, due.status, due.finished_at, due.preparation_time,
+       due.failure_reason, due.attempts
+FROM due
+UNION ALL
+SELECT 'counts', NULL, changed.order_id, NULL, NULL, NULL, NULL, NULL, NULL
+FROM changed;
+
+-- name: reports_sent
+-- The outcome of sending reports :ids: those Shared acknowledged (:delivered) are delivered; the others are
+-- tried again after a backoff that doubles with each attempt, from 1 s up to :max_backoff seconds.
+UPDATE outbox
+SET delivered_at = CASE WHEN outbox.id = ANY(CAST(:delivered AS integer[])) THEN CAST(:now AS timestamptz) END,
+    attempts = outbox.attempts + CAST(NOT outbox.id = ANY(CAST(:delivered AS integer[])) AS integer),
+    next_attempt_at = CASE WHEN outbox.id = ANY(CAST(:delivered AS integer[])) THEN outbox.next_attempt_at
+                           ELSE CAST(:now AS timestamptz)
+                                + least(:max_backoff, 0.5 * 2 ^ (outbox.attempts + 1)) * interval '1 second' END
+WHERE outbox.id = ANY(CAST(:ids AS integer[]));
 
 -- name: progress_due_again
 -- Orders whose progress report did not reach Shared: flagged again, for the relay's next pass.

@@ -1,0 +1,48 @@
+"""Master's reports to Shared (master/background.py, OutboxRelay): a report Shared did not take is sent again
+after a backoff, counts that did not reach it are flagged again, and nothing is lost while Shared is away."""
+
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+from salad.cli.stack import free_port
+from salad.contracts.work import Report
+from salad.core.db import make_engine, sqlalchemy_url
+from salad.master import tasks
+from salad.master.background import OutboxRelay
+from salad.shared import orders
+
+from tests.helpers import get_order, wait_until
+
+
+def outbox_row(postgres_url: str, order_id: int) -> tuple:
+    with psycopg.connect(postgres_url) as conn:
+        return conn.execute(
+            "SELECT o.attempts, o.delivered_at IS NOT NULL, extract(epoch FROM o.next_attempt_at - now()),"
+            " s.progress_due FROM outbox o JOIN salads s USING (order_id) WHERE o.order_id = %s",
+            (order_id,)).fetchone()
+
+
+def test_a_report_shared_did_not_take_is_sent_again_after_a_backoff(postgres_url, make_stack):
+    engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    try:
+        placed, _ = orders.create_order(engine, ["apple"])  # as Shared stores it
+        tasks.split_orders(engine, [tasks.NewOrder(placed.id, ["apple"], [1], 0, datetime.now(UTC))], 3)
+        [task] = tasks.claim(engine, "w1", 1, lease_seconds=30, timeout_seconds=60)
+        done = Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
+        tasks.exchange(engine, "w1", [done], 0, lease_seconds=30, timeout_seconds=60)  # completes the order
+        with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=2) as nowhere:
+            relay = OutboxRelay(engine, nowhere)
+            relay.deliver_batch()
+            attempts, delivered, due_in, flagged = outbox_row(postgres_url, placed.id)
+            relay.deliver_batch()  # before the backoff ran out: not sent again
+    finally:
+        engine.dispose()
+    assert (attempts, delivered, flagged) == (1, False, True), "tried once, counts flagged again"
+    assert 0.5 < due_in <= 1.0, "the first retry after a second"
+    assert outbox_row(postgres_url, placed.id)[0] == 1
+
+    stack = make_stack(postgres_url, workers=0)  # Shared is there now, with a Master whose relay sends
+    wait_until(lambda: outbox_row(postgres_url, placed.id)[1], timeout=10, message="report delivered")
+    shown = get_order(stack, placed.id)
+    assert shown["status"] == "completed" and shown["counts"]["done"] == 1
