@@ -117,3 +117,27 @@ def test_claims_together_take_tasks_in_hand_out_order_first_request_first(postgr
         engine.dispose()
     # longest first (new_order's times are 1..7 s): each claim the next two
     assert [[task.execution_time for task in claim] for claim in leased] == [[7, 6], [5, 4], [3, 2]][:requests]
+
+
+def test_a_success_under_a_stale_lease_is_answered_lease_lost_even_beside_the_current_one(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    exchanges = Exchanges(engine, lease_seconds=30, timeout_seconds=60)
+    tasks.split_orders(engine, [new_order(1, 1)], max_attempts=3)
+    [stale] = tasks.claim(engine, "w1", 1, lease_seconds=30, timeout_seconds=60)
+    current = uuid.uuid4()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # w1's lease ran out; w2 leased the task since
+        conn.execute("UPDATE tasks SET lease_id = %s, worker = 'w2', attempts = 2", (str(current),))
+
+    def success(lease) -> Report:
+        return Report(id=stale.id, lease_id=lease, outcome="succeeded", result="ok")
+
+    async def together():  # run in one statement (see the test above)
+        return await asyncio.gather(exchanges.exchange("w1", [success(stale.lease_id)], 0, str(uuid.uuid4())),
+                                    exchanges.exchange("w2", [success(current)], 0, str(uuid.uuid4())))
+
+    try:
+        (late, _), (recorded, _) = asyncio.run(together())
+    finally:
+        engine.dispose()
+    assert [(ack.status, ack.lease_lost) for ack in recorded] == [("succeeded", False)]
+    assert [ack.lease_lost for ack in late] == [True], "w1 must drop its result: the task is w2's"

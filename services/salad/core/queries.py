@@ -48,7 +48,7 @@ def parse(source: str, where: str = "<queries>") -> dict[str, str]:
 
 
 def load(package: str, filename: str = "queries.sql") -> SimpleNamespace:
-    """The named statements of `package`'s queries file, as SQLAlchemy `text()` clauses: `SQL.claim`."""
+    """The named statements of `package`'s queries file, as SQLAlchemy `text()` clauses: `SQL.split`."""
     source = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     return SimpleNamespace(**{name: text(sql) for name, sql in parse(source, f"{package}/{filename}").items()})
 

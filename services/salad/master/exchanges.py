@@ -12,11 +12,12 @@ statement, successes it did not record (a stale lease, a retried post): both are
 """
 
 import asyncio
+from contextlib import suppress
 from collections.abc import Sequence
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from salad.contracts.work import LeasedTask, Report, ResultAck
 from salad.master import tasks
@@ -52,40 +53,62 @@ class Exchanges:
         return (await self.exchange(worker, [], max_tasks, lease))[1]
 
     async def together(self, part: Exchange) -> Exchanged:
-        """Run `part` in the next exchange statement (at once when none runs)."""
+        """Run `part` in the next exchange statement (at once when none runs). A caller cancelled meanwhile
+        still waits for the statement to end, as a thread's would: its tasks may be leased by then, and a retry
+        of its request must find them (wakeup.Attempts)."""
         if not part.successes and not part.terms["max_tasks"]:
             return Exchanged(set(), [])
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append((part, answer))
         if self._running is None:
             self._running = asyncio.create_task(self._run_waiting())
-        return await answer
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            with suppress(Exception, asyncio.CancelledError):
+                await answer
+            raise
 
     async def _run_waiting(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_TOGETHER], self._waiting[MAX_TOGETHER:]
-                batch = [(part, answer) for part, answer in batch if not answer.done()]  # not: its caller left
-                if batch:
-                    await self._run([part for part, _ in batch], [answer for _, answer in batch])
+                await self._run([part for part, _ in batch], [answer for _, answer in batch])
+        except asyncio.CancelledError:  # the service stops: nobody will run what still waits
+            for _, answer in self._waiting:
+                answer.cancel()
+            self._waiting = []
+            raise
         finally:
             self._running = None
 
     async def _run(self, parts: Sequence[Exchange], answers: Sequence[asyncio.Future]) -> None:
-        """One statement for `parts`. If it fails for another reason than a lost connection, each part runs
-        again alone, so that one request's failure is only its own."""
-        EXCHANGE_BATCH.observe(len(parts))
+        """One statement for `parts`. If PostgreSQL refuses a value of one of them (DataError, IntegrityError),
+        each part runs again alone, so that one request's failure is only its own. Any other error (the database
+        away, a timeout) is every part's: running them one by one would only wait it out again and again."""
         try:
             done = await run_in_threadpool(tasks.exchange_together, self.engine, parts, self.timeout_seconds)
-        except Exception as exc:
-            if len(parts) > 1 and not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
-                for part, answer in zip(parts, answers):
-                    await self._run([part], [answer])
+        except (DataError, IntegrityError) as exc:
+            if len(parts) == 1:
+                settle(answers[0], exception=exc)
                 return
-            for answer in answers:
-                if not answer.done():
-                    answer.set_exception(exc)
+            for part, answer in zip(parts, answers):
+                await self._run([part], [answer])
             return
+        except Exception as exc:
+            for answer in answers:
+                settle(answer, exception=exc)
+            return
+        EXCHANGE_BATCH.observe(len(parts))
         for answer, exchanged in zip(answers, done):
-            if not answer.done():
-                answer.set_result(exchanged)
+            settle(answer, exchanged)
+
+
+def settle(answer: asyncio.Future, result: Exchanged | None = None, exception: Exception | None = None) -> None:
+    """Answer a waiting request, unless it was cancelled (the service stops)."""
+    if answer.done():
+        return
+    if exception is not None:
+        answer.set_exception(exception)
+    else:
+        answer.set_result(result)

@@ -112,7 +112,7 @@ succeeded AS (
     SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
     FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
     WHERE tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
-    RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at
+    RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at, tasks.lease_id
 ),
 done AS (
     -- The fruits recorded per order.
@@ -162,7 +162,7 @@ SELECT 'leased' AS kind, claimed.id, claimed.order_id, claimed.fruit, claimed.ex
 FROM claimed
 UNION ALL
 SELECT 'succeeded', succeeded.id, succeeded.order_id, succeeded.fruit, NULL, NULL, NULL, NULL,
-       succeeded.claimed_at, succeeded.created_at, NULL, NULL, NULL
+       succeeded.claimed_at, succeeded.created_at, NULL, succeeded.lease_id, NULL
 FROM succeeded
 UNION ALL
 SELECT 'completed', NULL, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL

@@ -150,10 +150,10 @@ def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_sec
     """
     now = utcnow()
     takers, taken = [], 0
-    for part in exchanges:
+    for part in exchanges:  # each lease runs from now: not shortened by the wait for this statement
         terms = part.terms
         takers.append(dict(lease=terms["lease"], worker_name=terms["worker_name"],
-                           expires=terms["expires"].isoformat(), first=taken, max_tasks=terms["max_tasks"]))
+                           expires=(now + terms["lease_for"]).isoformat(), first=taken, max_tasks=terms["max_tasks"]))
         taken += terms["max_tasks"]
     successes = sorted((r for part in exchanges for r in part.successes), key=lambda r: r.id)
     with autocommit(engine) as connection:
@@ -164,11 +164,11 @@ def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_sec
     task_metrics.succeeded(succeeded, now)
     if completed := sum(row.kind == "completed" for row in rows):
         task_metrics.orders_finished(OrderStatus.COMPLETED, completed)
-    recorded = {row.id for row in succeeded}
+    recorded = {(row.id, row.lease_id) for row in succeeded}  # a report under a stale lease is not its task's
     return [
-        Exchanged({r.id for r in part.successes} & recorded,
+        Exchanged({r.id for r in part.successes if (r.id, str(r.lease_id)) in recorded},
                   leased_tasks(leased.get((part.terms["lease"], part.terms["worker_name"]), []),
-                               dict(part.terms, now=now), timeout_seconds))
+                               dict(part.terms, now=now, expires=now + part.terms["lease_for"]), timeout_seconds))
         for part in exchanges
     ]
 
@@ -202,8 +202,8 @@ def lease_terms(worker: str, max_tasks: int, lease_seconds: float, lease: str | 
                 now: datetime | None = None) -> dict:
     """The parameters of a claim: the lease id of all the tasks it leases (the request id, or a new one),
     and when that lease expires."""
-    now = now or utcnow()
-    return dict(max_tasks=max_tasks, lease=lease or str(uuid4()), expires=now + timedelta(seconds=lease_seconds),
+    now, lease_for = now or utcnow(), timedelta(seconds=lease_seconds)
+    return dict(max_tasks=max_tasks, lease=lease or str(uuid4()), expires=now + lease_for, lease_for=lease_for,
                 worker_name=worker, now=now)
 
 
@@ -463,10 +463,12 @@ def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> N
     """Mark the order failed, drop its queued fruits, and report it to Shared."""
     if len(reason) > MAX_TEXT:  # a worker's error may fill the limit alone: Shared would refuse the report
         reason = reason[:MAX_TEXT - 1] + "…"
+    # Its queued fruits first, then its countdown row: the order in which an exchange statement takes them,
+    # so that the two cannot deadlock. (An order no longer in progress has no queued fruit to cancel.)
+    session.execute(SQL.cancel_queued, dict(order_id=order_id, now=now, error=CANCELLED))
     if session.execute(SQL.order_in_progress, dict(order_id=order_id)).scalar() is None:
         return
     change_state(session, order_id, now, status=OrderStatus.FAILED, finished_at=now, failure_reason=reason)
-    session.execute(SQL.cancel_queued, dict(order_id=order_id, now=now, error=CANCELLED))
     task_metrics.orders_finished(OrderStatus.FAILED)
 
 
