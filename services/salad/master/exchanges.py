@@ -3,9 +3,10 @@
 With hundreds of single-slot workers, each result is an exchange of its own. Run one statement each, the
 results of an order waited on its countdown row one commit after another, the claims walked the queue's
 index side by side, and each request cost Master a round trip (about 350 tasks/s with 1,000 workers).
-Here a replica runs one exchange statement at a time: the requests that arrive while it runs go together in
-the next one (group commit). A request alone runs at once, as before; under load each statement carries
-more requests, never waiting for a timer.
+Here a replica runs at most RUNNING_AT_ONCE exchange statements at a time: the requests that arrive while
+they all run go together in the next one (group commit). A request runs at once while fewer run, as before
+(a few workers' large exchanges do not wait on each other); under load each statement carries more
+requests, never waiting for a timer.
 
 Failures and retried requests are first prepared on their own (tasks.prepare_exchange), as are, after the
 statement, successes it did not record (a stale lease, a retried post): both are rare.
@@ -25,15 +26,16 @@ from salad.master.metrics import EXCHANGE_BATCH
 from salad.master.tasks import Exchange, Exchanged
 
 MAX_TOGETHER = 64  # requests in one statement; the others go in the next
+RUNNING_AT_ONCE = 4  # a replica's exchange statements running at the same time (its pool has 10 connections)
 
 
 class Exchanges:
-    """A replica's exchange statements, one at a time, each carrying every request waiting for one."""
+    """A replica's exchange statements, a few at a time, each carrying the requests waiting for one."""
 
     def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float) -> None:
         self.engine, self.lease_seconds, self.timeout_seconds = engine, lease_seconds, timeout_seconds
         self._waiting: list[tuple[Exchange, asyncio.Future]] = []
-        self._running: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()  # the statements' runners (referenced while they run)
 
     async def exchange(self, worker: str, reports: list[Report], max_tasks: int, lease: str,
                        retry: bool = False) -> tuple[list[ResultAck], list[LeasedTask]]:
@@ -53,15 +55,17 @@ class Exchanges:
         return (await self.exchange(worker, [], max_tasks, lease))[1]
 
     async def together(self, part: Exchange) -> Exchanged:
-        """Run `part` in the next exchange statement (at once when none runs). A caller cancelled meanwhile
+        """Run `part` in the next exchange statement (at once when fewer than RUNNING_AT_ONCE run). A caller cancelled meanwhile
         still waits for the statement to end, as a thread's would: its tasks may be leased by then, and a retry
         of its request must find them (wakeup.Attempts)."""
         if not part.successes and not part.terms["max_tasks"]:
             return Exchanged(set(), [])
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append((part, answer))
-        if self._running is None:
-            self._running = asyncio.create_task(self._run_waiting())
+        if len(self._running) < RUNNING_AT_ONCE:
+            runner = asyncio.create_task(self._run_waiting())
+            self._running.add(runner)
+            runner.add_done_callback(self._running.discard)
         try:
             return await asyncio.shield(answer)
         except asyncio.CancelledError:
@@ -79,8 +83,6 @@ class Exchanges:
                 answer.cancel()
             self._waiting = []
             raise
-        finally:
-            self._running = None
 
     async def _run(self, parts: Sequence[Exchange], answers: Sequence[asyncio.Future]) -> None:
         """One statement for `parts`. If PostgreSQL refuses a value of one of them (DataError, IntegrityError),
