@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL
 from salad.core.queries import QueryFileError, load, parse, statements
+from salad.master.sql import SQL
 from sqlalchemy.dialects import postgresql
 
 PACKAGES = ["salad.master", "salad.shared"]
@@ -59,3 +60,35 @@ def test_postgresql_prepares_every_statement(package, postgres_url):
                 conn.execute("DEALLOCATE q")
             except psycopg.Error as exc:
                 pytest.fail(f"{package} {name}: {exc}")
+
+
+def test_the_exchange_reads_tasks_by_primary_key_whatever_the_table_holds(postgres_url):
+    """The exchange's generic plan (what a prepared statement runs after five calls) does not know how many
+    tasks it claims or records; it must still find them by primary key, not read the table each time."""
+    numbered = SQL.exchange.compile(dialect=NUMBERED)
+    values = {"now": "2026-01-01T00:00:00+00:00", "max_tasks": 64, "batch": "[]",
+              "takers": '[{"lease": "l", "worker_name": "w", "expires": "2026-01-01T00:01:00+00:00",'
+                        ' "first": 0, "max_tasks": 64}]'}
+    with psycopg.connect(postgres_url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+        conn.execute("INSERT INTO salads (order_id, total, remaining, status, ordered_at, version, seed_collected)"
+                     " SELECT g, 100, 100, 'in_progress', now(), 0, false FROM generate_series(1, 100) g")
+        conn.execute("INSERT INTO tasks (order_id, position, fruit, execution_time, priority, hand_out_rank,"
+                     " status, attempts, max_attempts, created_at, queued_at)"
+                     " SELECT o, p, 'kiwi', 1, 0, p, CASE WHEN o <= 50 THEN 'running' ELSE 'queued' END, 0, 3,"
+                     " now(), now() FROM generate_series(1, 100) o, generate_series(0, 99) p")
+        conn.execute("ANALYZE tasks")
+        conn.execute("SET enable_bitmapscan = off")  # as Master's connections (tasks.PLANNER)
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE exchange AS {numbered}")
+        args = ", ".join(["%s"] * len(numbered.positiontup))
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE exchange({args})",
+                            [values[name] for name in numbered.positiontup]).fetchone()[0]
+
+    def scans(node: dict):
+        yield node
+        for child in node.get("Plans", []):
+            yield from scans(child)
+
+    whole_table = [n for n in scans(plan[0]["Plan"])
+                   if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "tasks"]
+    assert whole_table == []

@@ -74,7 +74,10 @@ RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.att
 -- {lease, worker_name, expires, first, max_tasks}: the requests' claims, each the leases of the tasks
 -- numbered first .. first + max_tasks - 1 (from 0, in hand-out order) of the :max_tasks taken in all.
 -- The answer is one result set: `kind` tells a leased task, a recorded success and a completed order apart.
-WITH picked AS (
+WITH reports AS (
+    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
+),
+picked AS (
     -- The next tasks in hand-out order: priority, then the oldest order first, then the rank planned at the
     -- split within an order. The partial index ix_tasks_queued holds exactly this order, so the scan stops
     -- at the limit; SKIP LOCKED passes over tasks another claim is taking this instant, so two workers or two
@@ -92,26 +95,35 @@ numbered AS (
                AS n
     FROM picked
 ),
-claimed AS (
-    -- Each taker's share, leased under its lease. RETURNING keeps no order: the caller sorts them back.
-    UPDATE tasks
-    SET status = 'running', attempts = tasks.attempts + 1, lease_id = takers.lease,
-        lease_expires_at = takers.expires, worker = takers.worker_name, claimed_at = :now
+shares AS (
+    -- Each taker's share: the tasks numbered first .. first + max_tasks - 1.
+    SELECT numbered.id, takers.lease, takers.worker_name, takers.expires
     FROM numbered
     JOIN json_to_recordset(CAST(:takers AS json))
         AS takers(lease text, worker_name text, expires timestamptz, first integer, max_tasks integer)
         ON numbered.n >= takers.first AND numbered.n < takers.first + takers.max_tasks
-    WHERE tasks.id = numbered.id
+),
+claimed AS (
+    -- Each taker's share, leased under its lease. The tasks are found by primary key (`= ANY` of their ids):
+    -- joined to `shares` alone, the generic plan (which cannot know how many :max_tasks is) read the whole
+    -- table. RETURNING keeps no order: the caller sorts them back.
+    UPDATE tasks
+    SET status = 'running', attempts = tasks.attempts + 1, lease_id = shares.lease,
+        lease_expires_at = shares.expires, worker = shares.worker_name, claimed_at = :now
+    FROM shares
+    WHERE tasks.id = ANY(ARRAY(SELECT shares.id FROM shares)) AND tasks.id = shares.id
     RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
               tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker
 ),
 succeeded AS (
     -- Each success whose lease still holds, exactly as `record_successes`. One under a stale lease, a
     -- retried post or an unknown task matches nothing here: the caller answers those afterwards.
+    -- Found by primary key (`= ANY`), as the claim's tasks are: else the generic plan reads every running task.
     UPDATE tasks
     SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
-    FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
-    WHERE tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
+    FROM reports AS r
+    WHERE tasks.id = ANY(ARRAY(SELECT reports.id FROM reports))
+      AND tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
     RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at, tasks.lease_id
 ),
 done AS (
