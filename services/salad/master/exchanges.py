@@ -13,8 +13,8 @@ statement, successes it did not record (a stale lease, a retried post): both are
 """
 
 import asyncio
-from contextlib import suppress
 from collections.abc import Sequence
+from contextlib import suppress
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
