@@ -62,11 +62,12 @@ def test_postgresql_prepares_every_statement(package, postgres_url):
                 pytest.fail(f"{package} {name}: {exc}")
 
 
-def test_the_exchange_reads_tasks_by_primary_key_whatever_the_table_holds(postgres_url):
-    """The exchange's generic plan (what a prepared statement runs after five calls) does not know how many
-    tasks it claims or records; it must still find them by primary key, not read the table each time."""
-    numbered = SQL.exchange.compile(dialect=NUMBERED)
-    values = {"now": "2026-01-01T00:00:00+00:00", "max_tasks": 64, "batch": "[]",
+@pytest.mark.parametrize("name", ["exchange", "record_successes"])
+def test_results_and_claims_read_tasks_by_primary_key_whatever_the_table_holds(postgres_url, name):
+    """A generic plan (what a prepared statement runs after five calls) does not know how many tasks an
+    exchange claims or records; it must still find them by primary key, not read the table each time."""
+    numbered = getattr(SQL, name).compile(dialect=NUMBERED)
+    values = {"now": "2026-01-01T00:00:00+00:00", "max_tasks": 64, "batch": '[{"id": 1, "lease_id": "l"}]',
               "takers": '[{"lease": "l", "worker_name": "w", "expires": "2026-01-01T00:01:00+00:00",'
                         ' "first": 0, "max_tasks": 64}]'}
     with psycopg.connect(postgres_url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
@@ -79,9 +80,9 @@ def test_the_exchange_reads_tasks_by_primary_key_whatever_the_table_holds(postgr
         conn.execute("ANALYZE tasks")
         conn.execute("SET enable_bitmapscan = off")  # as Master's connections (tasks.PLANNER)
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE exchange AS {numbered}")
+        conn.execute(f"PREPARE statement AS {numbered}")
         args = ", ".join(["%s"] * len(numbered.positiontup))
-        plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE exchange({args})",
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE statement({args})",
                             [values[name] for name in numbered.positiontup]).fetchone()[0]
 
     def scans(node: dict):

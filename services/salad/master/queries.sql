@@ -186,11 +186,15 @@ FROM reported;
 -- name: record_successes
 -- Record every success whose lease still holds, in one statement: row by row, a batch cost Master more CPU
 -- than PostgreSQL spent on it. :batch is a JSON list of {id, lease_id, result}. Returns what the metrics
--- and the countdown need.
+-- and the countdown need. The tasks are found by primary key (`= ANY`), as in `exchange`.
+WITH reports AS (
+    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
+)
 UPDATE tasks
 SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
-FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
-WHERE tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
+FROM reports AS r
+WHERE tasks.id = ANY(ARRAY(SELECT reports.id FROM reports))
+  AND tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
 RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at;
 
 -- name: lock_reported
