@@ -95,7 +95,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             response = JSONResponse(status_code=413, content={"message": self.too_large().detail})
             await response(scope, receive, send)
@@ -128,6 +128,16 @@ class RequestMetrics:
         self.app = app
         self.service = metrics.service
         self.requests, self.latency = metrics.http_requests, metrics.http_latency
+        self.counters: dict[tuple[str, str, str], Any] = {}  # see `series`
+        self.timers: dict[tuple[str, str], Any] = {}
+
+    @staticmethod
+    def series(metric, cache: dict, labels: tuple):
+        """`metric`'s series of these labels, looked up once: `labels()` on every request cost as much as the
+        rest of this middleware. Made on first use only: a series never observed would show as NaN."""
+        if (found := cache.get(labels)) is None:
+            found = cache[labels] = metric.labels(*labels)
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,9 +158,10 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"]
-            self.requests.labels(self.service, route, method, str(status)).inc()
+            self.series(self.requests, self.counters, (self.service, route, method, str(status))).inc()
             if not state.get("held_open"):
-                self.latency.labels(self.service, route, method).observe(time.perf_counter() - started)
+                self.series(self.latency, self.timers, (self.service, route, method)).observe(
+                    time.perf_counter() - started)
 
 
 def freeze_startup_objects() -> None:
