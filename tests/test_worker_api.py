@@ -1,12 +1,15 @@
 """Master's worker API over real HTTP: leases, stale results, hand-backs, expiry and failure."""
 
+import http.client
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
+from salad.core.settings import WorkerSettings
 from salad.master.hand_out import Capacity, longest_first, plan
 from salad.master.wakeup import FALLBACK_POLL
 
@@ -397,6 +400,24 @@ def test_workers_register_and_are_listed_with_their_load(stack, master):
     assert stats["live_workers"] == 1
     assert master.delete("/v1/workers/w-a").status_code == 204
     assert master.get("/v1/workers", headers=stack.client_headers).json() == []
+
+
+def test_a_workers_connection_stays_open_between_its_heartbeats(stack):
+    """A worker checks in every SALAD_HEARTBEAT_INTERVAL on a connection of its own (its long-poll holds the
+    other): closed while idle in between, each check-in costs Master a new connection, or fails when the
+    server closes it just as the worker sends."""
+    beat = WorkerSettings.model_fields["heartbeat_interval"].default
+    connection = http.client.HTTPConnection(urlsplit(stack.master_url).netloc, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read() and connection.sock is not None
+        opened = connection.sock
+        time.sleep(beat + 1.0)
+        connection.request("GET", "/healthz")  # on the same socket: http.client does not reconnect by itself
+        response = connection.getresponse()
+        assert response.status == 200 and connection.sock is opened
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize("path,body,expected", [

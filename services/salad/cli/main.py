@@ -59,7 +59,8 @@ def shared() -> None:
         SALAD_DATABASE_URL=postgresql://salad:secret@db/salad salad shared
     """
     settings = shared_settings()
-    run_server("salad.shared.app:build_app", settings.host, settings.port, settings.log_level)
+    run_server("salad.shared.app:build_app", settings.host, settings.port, settings.log_level,
+               timeout_keep_alive=settings.keep_alive_seconds)
 
 
 @app.command(cls=SaladCommand, rich_help_panel=SERVICES)
@@ -72,7 +73,7 @@ def master() -> None:
     """
     settings = master_settings()
     run_server("salad.master.app:build_app", settings.host, settings.port, settings.log_level,
-               timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
+               timeout_keep_alive=settings.keep_alive_seconds, timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
 
 
 @app.command(cls=SaladCommand, rich_help_panel=SERVICES)
