@@ -402,6 +402,22 @@ def test_workers_register_and_are_listed_with_their_load(stack, master):
     assert master.get("/v1/workers", headers=stack.client_headers).json() == []
 
 
+def test_the_stats_total_the_live_workers_slots_which_the_charts_read_without_listing_every_worker(stack,
+                                                                                                      master):
+    """Shared samples the queue and the slots for its charts every few seconds, page open or not: read from
+    the stats, the sample costs Master a few index scans, not a list of every live worker to sum up."""
+    assert master.put("/v1/workers/w-a", json={"slots": 4, "busy": 1}).status_code == 204
+    assert master.put("/v1/workers/w-b", json={"slots": 2}).status_code == 204
+
+    assert master.get("/v1/stats").json()["slots"] == 6
+    charts = wait_until(lambda: (c := httpx.get(f"{stack.shared_url}/v1/charts", headers=stack.client_headers)
+                                 .json())["load"] and c["load"][-1]["slots"] == 6 and c, 15, message="sampled")
+    assert charts["load"][-1]["busy"] == 0  # no fruit runs
+    progress_reads = [line for line in httpx.get(f"{stack.master_url}/metrics").text.splitlines()
+                      if line.startswith("salad_http_requests_total{") and 'route="/v1/progress"' in line]
+    assert progress_reads == [], "no page is open: nothing needed the fruits or the list of workers"
+
+
 def test_a_workers_connection_stays_open_between_its_heartbeats(stack):
     """A worker checks in every SALAD_HEARTBEAT_INTERVAL on a connection of its own (its long-poll holds the
     other): closed while idle in between, each check-in costs Master a new connection, or fails when the

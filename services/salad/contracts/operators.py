@@ -20,6 +20,7 @@ class Stats(BaseModel):
     running: int
     live_workers: int
     oldest_queued_age_seconds: float
+    slots: int = Field(0, description="The live workers' slots, in total (0 from a Master older than this field).")
 
 
 class FailedAttempt(BaseModel):

@@ -333,13 +333,15 @@ WHERE NOT :live_only OR workers.last_seen >= :since
 ORDER BY workers.name;
 
 -- name: queue_stats
--- Queue depth and the oldest queued task, running tasks, live workers (seen since :since): index scans,
--- cheap enough for every scrape and autoscaler poll.
+-- Queue depth and the oldest queued task, running tasks, live workers (seen since :since) and their slots:
+-- index scans, cheap enough for every scrape and autoscaler poll.
 SELECT queue.queued, queue.oldest_queued_at,
        (SELECT count(*) FROM tasks WHERE tasks.status = 'running') AS running,
-       (SELECT count(*) FROM workers WHERE workers.last_seen >= :since) AS live_workers
+       live.workers AS live_workers, live.slots
 FROM (SELECT count(*) AS queued, min(tasks.queued_at) AS oldest_queued_at
-      FROM tasks WHERE tasks.status = 'queued') AS queue;
+      FROM tasks WHERE tasks.status = 'queued') AS queue,
+     (SELECT count(*) AS workers, coalesce(sum(workers.slots), 0) AS slots
+      FROM workers WHERE workers.last_seen >= :since) AS live;
 
 
 -- Reports to Shared -------------------------------------------------------------------------------------

@@ -95,10 +95,11 @@ def capacities(engine: Engine, ttl_seconds: float) -> list[Capacity]:
 
 
 def stats(engine: Engine, ttl_seconds: float) -> Stats:
-    """Queue depth, running tasks, live workers: a few index scans, cheap enough for every scrape."""
+    """Queue depth, running tasks, live workers and their slots: a few index scans, cheap enough for every
+    scrape."""
     now = utcnow()
     with transaction(engine) as session:
         row = session.execute(SQL.queue_stats, dict(since=now - timedelta(seconds=ttl_seconds))).one()
     age = (now - row.oldest_queued_at).total_seconds() if row.oldest_queued_at else 0.0
     return Stats(queued=row.queued, running=row.running, live_workers=row.live_workers,
-                 oldest_queued_age_seconds=max(0.0, age))
+                 oldest_queued_age_seconds=max(0.0, age), slots=row.slots)

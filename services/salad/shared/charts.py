@@ -1,8 +1,8 @@
 """The page's small charts of the last minutes: salads finished per minute with their completion time's p50
 and p95, read from Shared's orders through the completed_at index (the cost grows with the salads of the
 window, not with all finished orders, and a process reads them at most once per READ_EVERY); and queue depth and
-busy slots, sampled from Master every SAMPLE_SECONDS into a ring holding the window (constant memory, two
-small calls per interval, whether anyone watches or not)."""
+busy slots, sampled from Master's stats every SAMPLE_SECONDS into a ring holding the window (constant memory, one
+small call per interval, whether anyone watches or not)."""
 
 import time
 from collections import deque
@@ -31,12 +31,13 @@ class ChartData:
         self.read_at = float("-inf")
 
     async def sample(self) -> bool:
-        """One sample of the queue and the slots (a step of core.loops.every); none while Master is away."""
-        stats, progress = await run_in_threadpool(lambda: (self.master.stats(), self.master.progress([], True)))
-        if stats is not None and progress is not None:
-            workers = progress.workers or []
-            self.load.append(LoadSample(at=utcnow(), queued=stats.queued, busy=sum(w.busy for w in workers),
-                                        slots=sum(w.slots for w in workers)))
+        """One sample of the queue and the slots (a step of core.loops.every), from Master's stats: busy slots
+        are its running tasks (prefetched ones included, as a worker's load counts them). None while Master is
+        away. Not from the list of live workers, which with a thousand of them cost Master a tenth of its
+        idle time, every few seconds, to be summed here."""
+        stats = await run_in_threadpool(self.master.stats)
+        if stats is not None:
+            self.load.append(LoadSample(at=utcnow(), queued=stats.queued, busy=stats.running, slots=stats.slots))
         return False
 
     def finished_by_minute(self) -> list[MinuteFigures]:
