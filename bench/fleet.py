@@ -3,8 +3,9 @@
 A simulated worker does on the wire what `salad worker` does with one slot and no prefetch: it heartbeats
 `PUT /v1/workers/{name}` every 5 s, long-polls `POST /v1/tasks/exchange` (`wait` 10 s) for one task,
 prepares it (sleeps; a fruit of 5 s or more heartbeats its lease every 5 s as the worker does), reports the
-result with `wait` 0 (which leases its next task if one is queued) and long-polls again when none was. Leaving
-cleanly, it stops its long-poll, finishes and reports its fruit, then says goodbye (`DELETE`). Workers live in
+result with `wait` 0 (which leases its next task if one is queued) and long-polls again when none was; each
+exchange names itself with a request id, and one that failed is sent again marked as a retry. Each worker has
+its own HTTP session, so its own connections, as each `salad worker` process does. Leaving cleanly, it stops its long-poll, finishes and reports its fruit, then says goodbye (`DELETE`). Workers live in
 a few asyncio processes (`python -m bench.fleet simulate ...`, driven over stdin), spread over the Masters as a
 Kubernetes Service spreads connections.
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -62,21 +64,19 @@ class Fleet:
         self.executed: list[tuple[int, str, str]] = []  # (task id, lease id, worker) of every fruit started
         self.requests: Counter = Counter()
         self.errors: Counter = Counter()
-        self.http = None
 
-    async def open(self) -> None:
+    def session(self):
+        """A worker's own HTTP session (keep-alive, as `salad worker`'s): its connections are its own, so
+        the fleet costs Master what as many worker processes would, connections included."""
         import aiohttp
 
         self.aiohttp = aiohttp
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
-            timeout=aiohttp.ClientTimeout(total=CLAIM_WAIT + 20),
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLAIM_WAIT + 20),
+                                     headers={"Authorization": f"Bearer {self.token}"})
 
-    async def call(self, method: str, url: str, body: dict | None, kind: str) -> tuple[int, bytes]:
+    async def call(self, http, method: str, url: str, body: dict | None, kind: str) -> tuple[int, bytes]:
         self.requests[kind] += 1
-        async with self.http.request(method, url, json=body) as response:
+        async with http.request(method, url, json=body) as response:
             return response.status, await response.read()
 
     def join(self, count: int, ramp: float = 0.0) -> list["SimWorker"]:
@@ -104,7 +104,6 @@ class Fleet:
         for worker in self.workers.values():
             worker.stop()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.http.close()
 
     def record(self) -> dict:
         return {
@@ -126,6 +125,7 @@ class SimWorker:
         self.busy = 0
         self.poll: asyncio.Task | None = None
         self.ready = asyncio.Event()  # first beat answered and first long-poll sent
+        self.http = None
 
     def stop(self) -> None:
         if not self.stopping:
@@ -136,6 +136,7 @@ class SimWorker:
     async def run(self, delay: float) -> None:
         await asyncio.sleep(delay)
         beats = None
+        self.http = self.fleet.session()
         try:
             await self.beat()
             beats = asyncio.create_task(self.beat_forever())
@@ -150,14 +151,16 @@ class SimWorker:
                 beats.cancel()
             if self.stopping:
                 try:
-                    await self.fleet.call("DELETE", f"{self.master}/v1/workers/{self.name}", None, "leave")
+                    await self.fleet.call(self.http, "DELETE", f"{self.master}/v1/workers/{self.name}", None,
+                                          "leave")
                     self.left = True
                 except Exception:  # noqa: BLE001
                     self.fleet.errors["leave"] += 1
+            await self.http.close()
 
     async def beat(self) -> None:
         body = {"slots": 1, "prefetch": 0, "busy": self.busy}
-        status, _ = await self.fleet.call("PUT", f"{self.master}/v1/workers/{self.name}", body, "beat")
+        status, _ = await self.fleet.call(self.http, "PUT", f"{self.master}/v1/workers/{self.name}", body, "beat")
         if status != 204:
             self.fleet.errors[f"beat {status}"] += 1
 
@@ -170,12 +173,13 @@ class SimWorker:
                 self.fleet.errors["beat"] += 1
 
     async def exchange(self, results: list[dict], max_tasks: int, wait: float, kind: str) -> list[dict]:
-        body = {"worker": self.name, "max_tasks": max_tasks, "wait": wait, "results": results}
+        body = {"worker": self.name, "max_tasks": max_tasks, "wait": wait, "results": results,
+                "request_id": str(uuid.uuid4())}
         deadline = time.monotonic() + 60
         while True:
             try:
                 url = f"{self.master}/v1/tasks/exchange"
-                status, content = await self.fleet.call("POST", url, body, kind)
+                status, content = await self.fleet.call(self.http, "POST", url, body, kind)
             except (self.fleet.aiohttp.ClientError, TimeoutError):
                 status, content = 0, b""
             if status == 200:
@@ -188,6 +192,7 @@ class SimWorker:
             self.fleet.errors[f"{kind} {status}"] += 1
             if not results or time.monotonic() > deadline:  # a bare claim is not retried, as the worker does
                 return []
+            body["retry"] = True  # as the worker does: Master answers with what a lost answer leased
             await asyncio.sleep(0.2)
 
     async def work(self) -> None:
@@ -229,7 +234,8 @@ class SimWorker:
         while True:
             await asyncio.sleep(BEAT_SECONDS)
             try:
-                status, _ = await self.fleet.call("POST", f"{self.master}/v1/tasks/{task['id']}/heartbeat",
+                status, _ = await self.fleet.call(self.http, "POST",
+                                                  f"{self.master}/v1/tasks/{task['id']}/heartbeat",
                                                   {"lease_id": task["lease_id"]}, "task heartbeat")
                 if status != 200:
                     self.fleet.errors[f"task heartbeat {status}"] += 1
@@ -241,7 +247,6 @@ async def simulate(args: argparse.Namespace) -> None:
     """A process of the fleet: commands on stdin (`join N`, `leave N`, `fruit LOW HIGH`, `quit`), one line
     each; prints `ready` when its first workers all wait, `ok` after each other command; its records to `--out`."""
     fleet = Fleet(args.masters.split(","), os.environ["FLEET_TOKEN"], args.prefix)
-    await fleet.open()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
