@@ -46,8 +46,10 @@ SERVICES = "Services (what the containers run)"
 
 def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
     setup_logging(log_level)
+    # access_log off: the logging config drops uvicorn.access anyway, but uvicorn would still format each
+    # request's log arguments before the logger declines them
     uvicorn.run(factory, factory=True, host=host, port=port, log_config=logging_config(log_level),
-                proxy_headers=True, **kwargs)
+                proxy_headers=True, access_log=False, **kwargs)
 
 
 @app.command(cls=SaladCommand, rich_help_panel=SERVICES)
