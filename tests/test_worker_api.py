@@ -1,9 +1,11 @@
 """Master's worker API over real HTTP: leases, stale results, hand-backs, expiry and failure."""
 
 import http.client
+import resource
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -400,6 +402,24 @@ def test_workers_register_and_are_listed_with_their_load(stack, master):
     assert stats["live_workers"] == 1
     assert master.delete("/v1/workers/w-a").status_code == 204
     assert master.get("/v1/workers", headers=stack.client_headers).json() == []
+
+
+def test_shared_and_master_raise_their_open_files_limit_to_the_hard_one(make_stack, postgres_url):
+    """Each worker keeps two connections open to its Master: under the soft limit of 1,024 open files some
+    container runtimes give, a replica could not hold 500 workers. The services raise it to the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 256:
+        pytest.skip(f"the hard limit of open files here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # the services started now inherit it
+    try:
+        stack = make_stack(postgres_url, workers=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    for service in stack.services:
+        limits = Path(f"/proc/{service.process.pid}/limits").read_text()
+        [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+        assert line.split()[3:5] == [str(hard), str(hard)], (service.name, line)
 
 
 def test_the_stats_total_the_live_workers_slots_which_the_charts_read_without_listing_every_worker(stack,

@@ -1,5 +1,6 @@
 """`salad`: run the services, a local stack or a demo, and order and follow salads."""
 
+import resource
 from typing import Annotated
 
 import typer
@@ -44,8 +45,17 @@ for panel, functions in (("Local stack", (local.up, local.demo)),
 SERVICES = "Services (what the containers run)"
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, as Go programs do by themselves: each worker keeps
+    two connections open to its Master, and some container runtimes set a soft limit of 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
     setup_logging(log_level)
+    raise_open_files_limit()
     # access_log off: the logging config drops uvicorn.access anyway, but uvicorn would still format each
     # request's log arguments before the logger declines them
     uvicorn.run(factory, factory=True, host=host, port=port, log_config=logging_config(log_level),
