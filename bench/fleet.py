@@ -3,9 +3,10 @@
 A simulated worker does on the wire what `salad worker` does with one slot and no prefetch: it heartbeats
 `PUT /v1/workers/{name}` every 5 s, long-polls `POST /v1/tasks/exchange` (`wait` 10 s) for one task,
 prepares it (sleeps; a fruit of 5 s or more heartbeats its lease every 5 s as the worker does), reports the
-result with `wait` 0 (which leases its next task if one is queued) and long-polls again when none was; each
-exchange names itself with a request id, and one that failed is sent again marked as a retry. Each worker has
-its own HTTP session, so its own connections, as each `salad worker` process does. Leaving cleanly, it stops its long-poll, finishes and reports its fruit, then says goodbye (`DELETE`). Workers live in
+result with `wait` 0 (which leases its next task if one is queued) and long-polls again when none was. Each
+exchange names itself with a request id; one that got no answer (or 502-504) is sent again marked as a retry.
+Each worker has its own HTTP session, so its own connections, as each `salad worker` process does. Leaving
+cleanly, it stops its long-poll, finishes and reports its fruit, then says goodbye (`DELETE`). Workers live in
 a few asyncio processes (`python -m bench.fleet simulate ...`, driven over stdin), spread over the Masters as a
 Kubernetes Service spreads connections.
 
@@ -38,6 +39,7 @@ import psycopg
 
 from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib, status_mib
 from bench.profiler import Profiler
+from salad.cli.main import raise_open_files_limit
 from bench.salad_runs import FRUITS, WaitSampler, order_sizes, percentile, post_orders
 
 BEAT_SECONDS = 5.0  # `salad worker`'s heartbeat_interval
@@ -48,6 +50,7 @@ CHURN_SPACING = 0.5  # seconds between the churn phase's salads
 CHURN_FRUITS = 10
 CHURN_FRUIT_SECONDS = (1.0, 8.0)  # simulated preparation of the churn phase's fruits
 DISPATCH_SPACING = 0.2
+RETRIED = (0, 502, 503, 504)  # what the worker sends again (0: no answer), long-polls and reports alike
 PROCESS_START_TIMEOUT = 120.0
 
 
@@ -136,31 +139,31 @@ class SimWorker:
     async def run(self, delay: float) -> None:
         await asyncio.sleep(delay)
         beats = None
-        self.http = self.fleet.session()
-        try:
-            await self.beat()
-            beats = asyncio.create_task(self.beat_forever())
-            await self.work()
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - recorded, the fleet goes on
-            self.fleet.errors[f"worker: {type(exc).__name__}"] += 1
-        finally:
-            self.ready.set()
-            if beats is not None:
-                beats.cancel()
-            if self.stopping:
-                try:
-                    await self.fleet.call(self.http, "DELETE", f"{self.master}/v1/workers/{self.name}", None,
-                                          "leave")
-                    self.left = True
-                except Exception:  # noqa: BLE001
-                    self.fleet.errors["leave"] += 1
-            await self.http.close()
+        async with self.fleet.session() as self.http:  # closed however the worker ends
+            try:
+                await self.beat()
+                beats = asyncio.create_task(self.beat_forever())
+                await self.work()
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - recorded, the fleet goes on
+                self.fleet.errors[f"worker: {type(exc).__name__}"] += 1
+            finally:
+                self.ready.set()
+                if beats is not None:
+                    beats.cancel()
+                if self.stopping:
+                    try:
+                        url = f"{self.master}/v1/workers/{self.name}"
+                        await self.fleet.call(self.http, "DELETE", url, None, "leave")
+                        self.left = True
+                    except Exception:  # noqa: BLE001
+                        self.fleet.errors["leave"] += 1
 
     async def beat(self) -> None:
         body = {"slots": 1, "prefetch": 0, "busy": self.busy}
-        status, _ = await self.fleet.call(self.http, "PUT", f"{self.master}/v1/workers/{self.name}", body, "beat")
+        url = f"{self.master}/v1/workers/{self.name}"
+        status, _ = await self.fleet.call(self.http, "PUT", url, body, "beat")
         if status != 204:
             self.fleet.errors[f"beat {status}"] += 1
 
@@ -190,9 +193,9 @@ class SimWorker:
                     self.fleet.errors["result lease lost"] += lost
                 return answer["tasks"]
             self.fleet.errors[f"{kind} {status}"] += 1
-            if not results or time.monotonic() > deadline:  # a bare claim is not retried, as the worker does
+            if status not in RETRIED or time.monotonic() > deadline:
                 return []
-            body["retry"] = True  # as the worker does: Master answers with what a lost answer leased
+            body["retry"] = True  # Master answers with what a lost answer leased
             await asyncio.sleep(0.2)
 
     async def work(self) -> None:
@@ -277,6 +280,7 @@ def simulator_main(argv: list[str]) -> None:
     parser.add_argument("--ramp", type=float, default=RAMP_SECONDS)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    raise_open_files_limit()  # two connections per simulated worker
     try:
         import uvloop
 
