@@ -20,7 +20,7 @@ class Stats(BaseModel):
     running: int
     live_workers: int
     oldest_queued_age_seconds: float
-    slots: int = Field(0, description="The live workers' slots, in total (0 from a Master older than this field).")
+    slots: int = Field(description="The live workers' slots, in total.")
 
 
 class FailedAttempt(BaseModel):

@@ -187,7 +187,8 @@ class MinuteFigures(BaseModel):
 class LoadSample(BaseModel):
     at: datetime
     queued: int = Field(description="Fruits waiting for a worker.")
-    busy: int = Field(description="Slots preparing a fruit.")
+    busy: int = Field(description="Fruits leased to workers (prefetched ones included; a lost worker's until "
+                                  "Master queues them again).")
     slots: int = Field(description="Slots of the live workers.")
 
 

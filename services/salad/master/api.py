@@ -177,7 +177,8 @@ def list_workers(request: Request, live: bool = False):
 
 @router.get("/stats", response_model=Stats, tags=["operators"])
 def stats(request: Request):
-    """Queue depth, running tasks and live workers (what autoscalers such as KEDA read). Open, like /metrics."""
+    """Queue depth, running tasks, live workers and their slots (what autoscalers such as KEDA read). Open,
+    like /metrics."""
     return registry.stats(request.app.state.engine, master_settings().worker_ttl_seconds)
 
 

@@ -1,8 +1,8 @@
 """The page's small charts of the last minutes: salads finished per minute with their completion time's p50
 and p95, read from Shared's orders through the completed_at index (the cost grows with the salads of the
 window, not with all finished orders, and a process reads them at most once per READ_EVERY); and queue depth and
-busy slots, sampled from Master's stats every SAMPLE_SECONDS into a ring holding the window (constant memory, one
-small call per interval, whether anyone watches or not)."""
+busy slots, sampled from Master's stats every SAMPLE_SECONDS into a ring holding the window (constant memory,
+one small call per interval, whether anyone watches or not)."""
 
 import time
 from collections import deque
@@ -32,12 +32,13 @@ class ChartData:
 
     async def sample(self) -> bool:
         """One sample of the queue and the slots (a step of core.loops.every), from Master's stats: busy slots
-        are its running tasks (prefetched ones included, as a worker's load counts them). None while Master is
-        away. Not from the list of live workers, which with a thousand of them cost Master a tenth of its
-        idle time, every few seconds, to be summed here."""
+        are its running tasks (see LoadSample.busy). None while Master is away, or answers without slots (a
+        Master older than Shared, during an upgrade). Not from the list of live workers, which with a
+        thousand of them cost Master a tenth of its idle time, every few seconds, to be summed here."""
         stats = await run_in_threadpool(self.master.stats)
         if stats is not None:
-            self.load.append(LoadSample(at=utcnow(), queued=stats.queued, busy=stats.running, slots=stats.slots))
+            self.load.append(LoadSample(at=utcnow(), queued=stats.queued, busy=stats.running,
+                                        slots=stats.slots))
         return False
 
     def finished_by_minute(self) -> list[MinuteFigures]:
