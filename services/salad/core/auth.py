@@ -76,12 +76,14 @@ class BearerOf(HTTPBearer):
     app.state.settings, everyone while it is true (seed routes).
 
     A bearer scheme itself, so OpenAPI documents it as the `bearer` dependency did, in one dependency: a
-    check depending on `bearer` cost FastAPI a second level of dependency solving, a tenth of a worker's
-    request. Async though it awaits nothing slow: FastAPI runs a plain function in its thread pool.
+    check depending on `bearer` cost FastAPI a second level of dependency solving on every request (4 us of
+    a check-in's 108, measured in-process). Async though it awaits nothing slow: FastAPI runs a plain
+    function in its thread pool.
     """
 
     def __init__(self, roles: tuple[Role, ...], open_flag: str | None = None) -> None:
-        super().__init__(auto_error=False, scheme_name="HTTPBearer", description=bearer.model.description)
+        super().__init__(auto_error=False, scheme_name=bearer.scheme_name,
+                         description=bearer.model.description)
         self.roles, self.open_flag = roles, open_flag
 
     async def __call__(self, request: Request) -> None:

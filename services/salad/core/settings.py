@@ -47,7 +47,7 @@ class ApiSettings(DatabaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
     # seconds an idle client connection is kept open: longer than a worker's heartbeat interval, so each beat
-    # reuses its connection, and than a load balancer's idle timeout (60 s on most), so it closes first
+    # reuses its connection, and than the idle timeout of a load balancer in front (AWS ALB, nginx: 60 s)
     keep_alive_seconds: int = Field(75, ge=1)
     client_token: SecretStr | None = None  # clients of the public API (CLI, web page, seed client)
     master_token: SecretStr | None = None  # Master calling Shared's /internal API, Shared calling Master's reads

@@ -128,8 +128,8 @@ class RequestMetrics:
         self.app = app
         self.service = metrics.service
         self.requests, self.latency = metrics.http_requests, metrics.http_latency
-        self.counters: dict[tuple[str, str, str], Any] = {}  # see `series`
-        self.timers: dict[tuple[str, str], Any] = {}
+        self.counters: dict[tuple[str, ...], Any] = {}  # (service, route, method, status): see `series`
+        self.timers: dict[tuple[str, ...], Any] = {}  # (service, route, method)
 
     @staticmethod
     def series(metric, cache: dict, labels: tuple):

@@ -44,7 +44,7 @@ ACCESS_TOKEN_HELP = "The client token, for EventSource (which cannot send header
 log = logging.getLogger(__name__)
 
 
-async def client_token(  # async: checked on the event loop, as `require` explains
+async def client_token(  # async: checked on the event loop, as `BearerOf` explains
     request: Request,
     credentials: Credentials,
     access_token: Annotated[str | None, Query(description=ACCESS_TOKEN_HELP)] = None,
