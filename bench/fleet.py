@@ -35,6 +35,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import psycopg
 
 from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib, status_mib
@@ -71,9 +72,6 @@ class Fleet:
     def session(self):
         """A worker's own HTTP session (keep-alive, as `salad worker`'s): its connections are its own, so
         the fleet costs Master what as many worker processes would, connections included."""
-        import aiohttp
-
-        self.aiohttp = aiohttp
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLAIM_WAIT + 20),
                                      headers={"Authorization": f"Bearer {self.token}"})
 
@@ -183,7 +181,7 @@ class SimWorker:
             try:
                 url = f"{self.master}/v1/tasks/exchange"
                 status, content = await self.fleet.call(self.http, "POST", url, body, kind)
-            except (self.fleet.aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError):
                 status, content = 0, b""
             if status == 200:
                 answer = json.loads(content)
