@@ -95,7 +95,8 @@ def master() -> None:
     """
     settings = master_settings()
     run_server("salad.master.app:build_app", settings.host, settings.port, settings.log_level,
-               timeout_keep_alive=settings.keep_alive_seconds, timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
+               timeout_keep_alive=settings.keep_alive_seconds,
+               timeout_graceful_shutdown=MASTER_GRACEFUL_SECONDS)
 
 
 @app.command(cls=SaladCommand, rich_help_panel=SERVICES)

@@ -55,9 +55,9 @@ class Exchanges:
         return (await self.exchange(worker, [], max_tasks, lease))[1]
 
     async def together(self, part: Exchange) -> Exchanged:
-        """Run `part` in the next exchange statement (at once when fewer than RUNNING_AT_ONCE run). A caller cancelled meanwhile
-        still waits for the statement to end, as a thread's would: its tasks may be leased by then, and a retry
-        of its request must find them (wakeup.Attempts)."""
+        """Run `part` in the next exchange statement (at once when fewer than RUNNING_AT_ONCE run). A caller
+        cancelled meanwhile still waits for the statement to end, as a thread's would: its tasks may be leased
+        by then, and a retry of its request must find them (wakeup.Attempts)."""
         if not part.successes and not part.terms["max_tasks"]:
             return Exchanged(set(), [])
         answer = asyncio.get_running_loop().create_future()
