@@ -12,7 +12,7 @@ from salad.master import tasks
 from salad.master.background import OutboxRelay
 from salad.shared import orders
 
-from tests.helpers import get_order, wait_until
+from tests.helpers import get_order, order, wait_until
 
 
 def outbox_row(postgres_url: str, order_id: int) -> tuple:
@@ -46,3 +46,25 @@ def test_a_report_shared_did_not_take_is_sent_again_after_a_backoff(postgres_url
     wait_until(lambda: outbox_row(postgres_url, placed.id)[1], timeout=10, message="report delivered")
     shown = get_order(stack, placed.id)
     assert shown["status"] == "completed" and shown["counts"]["done"] == 1
+
+
+def test_a_finished_order_reaches_shared_at_once_not_at_the_relays_next_pass(postgres_url, make_stack):
+    # The relay's passes are a minute apart here: only the report's own notification can bring it in time.
+    stack = make_stack(postgres_url, workers=1, time_scale=0, env={"SALAD_OUTBOX_INTERVAL": "60"})
+    placed = order(stack, ["apple", "kiwi"])
+    shown = wait_until(lambda: (o := get_order(stack, placed["id"]))["status"] == "completed" and o,
+                       timeout=10, message="completion shown by Shared")
+    assert shown["counts"] == {"queued": 0, "running": 0, "done": 2, "failed": 0}
+
+
+def test_a_master_stopping_records_the_reports_shared_just_acknowledged(postgres_url, make_stack):
+    # A pass leaves what Shared acknowledged to the next pass's statement, 5 s off here (ACKS_HELD_MAX).
+    stack = make_stack(postgres_url, workers=1, time_scale=0, env={"SALAD_OUTBOX_INTERVAL": "5"})
+    placed = order(stack, ["apple"])
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "completed", timeout=10,
+               message="completion shown by Shared")
+    for service in (*stack.worker_services, stack.find("master")):  # no long-poll holds Master's stop open
+        stack.stop_service(service)
+    attempts, delivered, _, _ = outbox_row(postgres_url, placed["id"])
+    assert (attempts, delivered) == (0, True), "delivered at the first attempt, not left to be sent again"
+

@@ -76,7 +76,7 @@ class MasterSettings(ApiSettings):
     max_tasks_per_claim: int = Field(100, ge=1)
     intake_interval: float = Field(0.5, gt=0)  # seconds between polls of Shared for new orders
     reaper_interval: float = Field(1.0, gt=0)  # seconds between scans for expired leases
-    outbox_interval: float = Field(0.5, gt=0)  # seconds between deliveries of completions to Shared
+    outbox_interval: float = Field(0.5, gt=0)  # seconds between relay passes; see OutboxRelay
     execution_time_min: int = Field(4, ge=0)  # seconds; each fruit's time is drawn in [min, max] as in the seed
     execution_time_max: int = Field(20, ge=0)
     random_seed: int | None = None  # set to make execution times reproducible

@@ -67,17 +67,20 @@ def build_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         signal, order_placed = QueueSignal(), asyncio.Event()
+        order_completed = asyncio.Event()  # set by an exchange that completes orders: wakes the relay
+        app.state.exchanges.on_completed = order_completed.set
         app.state.signal, app.state.attempts = signal, Attempts()
         check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT_SECONDS, headers=headers)
         intake = Intake(engine, async_shared, settings, signal)
+        relay = OutboxRelay(engine, sync_shared, settings.outbox_interval)
         loops = [
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
             every(settings.intake_interval, intake.accept_step, "intake confirmation", wake=intake.split_done),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
-            every(settings.outbox_interval, OutboxRelay(engine, sync_shared).step, "outbox"),
+            every(settings.outbox_interval, relay.step, "outbox", wake=order_completed),
             every(CHECK_IN_FLUSH, flush_check_ins(check_ins, settings.worker_ttl_seconds),
                   "worker check-ins"),
         ]
@@ -97,6 +100,8 @@ def build_app() -> FastAPI:
             await asyncio.gather(*running, return_exceptions=True)
             with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
                 await asyncio.wait_for(intake.confirm_all(), CONFIRM_ON_STOP_SECONDS)
+            with suppress(Exception):  # else another replica sends them again, which Shared ignores
+                await to_thread.run_sync(relay.record_acknowledged)
             with suppress(Exception):  # else the workers' next check-ins, within seconds, say it again
                 await to_thread.run_sync(check_ins.flush, settings.worker_ttl_seconds)
             await async_shared.close()

@@ -32,7 +32,9 @@ PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Sha
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
+REPORT_LINGER = 0.02  # seconds a relay pass waits, so that the reports queued close together share one call
 SENDING_SECONDS = 15.0  # a report taken to send is due again after this (its relay may have stopped)
+ACKS_HELD_MAX = 5.0  # passes at most this far apart leave what Shared acknowledged to the next pass to record
 CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
 
 
@@ -153,20 +155,34 @@ class OutboxRelay:
     """Reports orders' state changes to Shared until Shared acknowledges (at least once; Shared applies
     each version once), and with them the latest fruit counts of the orders whose counts changed."""
 
-    def __init__(self, engine: Engine, client: httpx.Client) -> None:
-        self.engine, self.client = engine, client
+    def __init__(self, engine: Engine, client: httpx.Client, interval: float = 0.0) -> None:
+        """`interval`: seconds between passes when none is woken (SALAD_OUTBOX_INTERVAL)."""
+        self.engine, self.client, self.interval = engine, client, interval
+        self.counted_all_at = -interval  # when a pass last took every changed count (monotonic)
+        self.acknowledged: list[int] = []  # reports Shared took, to record as delivered with the next pass
+        self.acknowledged_at = utcnow()
+        self.full = False  # the last pass took a full batch: the next one runs at once
 
     def deliver_batch(self) -> bool:
-        """Send due reports and changed counts to Shared in one call: one statement takes them (SQL.claim_reports,
-        all a pass costs while there is nothing to send), one records how the call went. A report Shared did not
-        take is tried again later; counts that did not reach it are flagged again. True when a batch was full."""
-        now = utcnow()
+        """Send due reports and changed counts to Shared in one call. One statement takes them and records
+        what Shared acknowledged in the previous pass (SQL.claim_reports: all a pass costs while there is
+        nothing to send); after the call, a statement only if Shared did not take a report, which is tried
+        again later. Counts that did not reach Shared are flagged again. True when a batch was full.
+
+        Counts go at most every `interval`: a pass in between (woken by a completion) carries the reports
+        alone (Shared shows a completed order's fruits all done whatever counts it holds)."""
+        now, started = utcnow(), time.monotonic()
+        all_counts = started - self.counted_all_at >= self.interval
         with autocommit(self.engine) as connection:
             rows = connection.execute(SQL.claim_reports, dict(
                 now=now, until=now + timedelta(seconds=SENDING_SECONDS), limit=OUTBOX_BATCH,
-                progress_limit=PROGRESS_BATCH)).all()
+                progress_limit=PROGRESS_BATCH if all_counts else 0,
+                acknowledged=self.acknowledged, acknowledged_at=self.acknowledged_at)).all()
+        self.acknowledged = []
         reports = [row for row in rows if row.kind == "report"]
         changed = [row.order_id for row in rows if row.kind == "counts"]
+        if all_counts and len(changed) < PROGRESS_BATCH:
+            self.counted_all_at = started
         delivered = False
         try:
             delivered = self.send(reports, changed)
@@ -195,19 +211,38 @@ class OutboxRelay:
             known, delivered = {state["id"] for state in response.json()}, True
         except httpx.HTTPError as exc:
             problem = str(exc)
-        if reports:
-            acknowledged = [row.id for row in reports if row.order_id in known]
-            with autocommit(self.engine) as connection:
-                connection.execute(SQL.reports_sent, dict(ids=[row.id for row in reports], delivered=acknowledged,
-                                                          now=utcnow(), max_backoff=MAX_BACKOFF))
-            for row in reports:
-                if row.order_id not in known:
-                    log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id,
-                                row.attempts + 1, problem)
+        acknowledged = [row.id for row in reports if row.order_id in known]
+        # Left to the next pass while it comes well before another replica would send them again.
+        if len(acknowledged) == len(reports) and self.interval <= ACKS_HELD_MAX:
+            self.acknowledged, self.acknowledged_at = acknowledged, utcnow()
+            return delivered
+        self.record_sent([row.id for row in reports], acknowledged)
+        for row in reports:
+            if row.order_id not in known:
+                log.warning("could not report order %d to Shared (attempt %d): %s", row.order_id,
+                            row.attempts + 1, problem)
         return delivered
 
+    def record_sent(self, ids: list[int], acknowledged: list[int]) -> None:
+        """Reports `ids` were sent: the `acknowledged` are delivered, the others due again after a backoff."""
+        with autocommit(self.engine) as connection:
+            connection.execute(SQL.reports_sent, dict(ids=ids, delivered=acknowledged, now=utcnow(),
+                                                      max_backoff=MAX_BACKOFF))
+
+    def record_acknowledged(self) -> None:
+        """Record the last pass's acknowledged reports now (Master stops): else they are sent again later."""
+        if self.acknowledged:
+            self.record_sent(self.acknowledged, self.acknowledged)
+            self.acknowledged = []
+
     async def step(self) -> bool:
-        return await to_thread.run_sync(self.deliver_batch)
+        """A pass, REPORT_LINGER after it was woken (an exchange completed orders) or its interval ran out, so
+        that under load a pass carries the completions of that while, not one call to Shared each; at once
+        after a full pass (a backlog drains at full speed)."""
+        if not self.full:
+            await asyncio.sleep(REPORT_LINGER)
+        self.full = await to_thread.run_sync(self.deliver_batch)
+        return self.full
 
 
 def progress_of(row) -> dict:

@@ -13,7 +13,7 @@ statement, successes it did not record (a stale lease, a retried post): both are
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
 from fastapi.concurrency import run_in_threadpool
@@ -32,8 +32,11 @@ RUNNING_AT_ONCE = 4  # a replica's exchange statements running at the same time 
 class Exchanges:
     """A replica's exchange statements, a few at a time, each carrying the requests waiting for one."""
 
-    def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float) -> None:
+    def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float,
+                 on_completed: Callable[[], None] = lambda: None) -> None:
+        """`on_completed` is called when a statement completes orders (Master wakes its relay to Shared)."""
         self.engine, self.lease_seconds, self.timeout_seconds = engine, lease_seconds, timeout_seconds
+        self.on_completed = on_completed
         self._waiting: list[tuple[Exchange, asyncio.Future]] = []
         self._running: set[asyncio.Task] = set()  # the statements' runners (referenced while they run)
 
@@ -102,7 +105,9 @@ class Exchanges:
                 settle(answer, exception=exc)
             return
         EXCHANGE_BATCH.observe(len(parts))
-        for answer, exchanged in zip(answers, done):
+        if done.completed:
+            self.on_completed()
+        for answer, exchanged in zip(answers, done.parts):
             settle(answer, exchanged)
 
 

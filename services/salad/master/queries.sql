@@ -353,13 +353,21 @@ FROM (SELECT count(*) AS queued, min(tasks.queued_at) AS oldest_queued_at
 -- to :progress_limit orders whose fruit counts changed since last reported, their flag cleared (SKIP LOCKED
 -- passes over orders an exchange is counting down). Their counts are read after this commit (fruit_counts):
 -- a result recorded meanwhile flags its order again, so no change goes unreported.
+-- It also records the reports Shared acknowledged in the previous pass (:acknowledged, at :acknowledged_at):
+-- a pass that all went well costs no statement of its own after the call.
 -- The answer is one result set: `kind` tells a report and an order to count apart.
-WITH due AS (
+WITH acknowledged AS (
+    UPDATE outbox
+    SET delivered_at = CAST(:acknowledged_at AS timestamptz)
+    WHERE outbox.id = ANY(CAST(:acknowledged AS integer[]))
+),
+due AS (
     UPDATE outbox
     SET next_attempt_at = :until
     WHERE outbox.id IN (
         SELECT outbox.id FROM outbox
         WHERE outbox.delivered_at IS NULL AND outbox.next_attempt_at <= :now
+          AND NOT outbox.id = ANY(CAST(:acknowledged AS integer[]))
         ORDER BY outbox.id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED

@@ -141,7 +141,13 @@ class Exchanged(NamedTuple):
     leased: list[LeasedTask]
 
 
-def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_seconds: float) -> list[Exchanged]:
+class Together(NamedTuple):
+    """What one exchange statement did: each request's part, and how many orders its successes completed."""
+    parts: list[Exchanged]
+    completed: int
+
+
+def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_seconds: float) -> Together:
     """Record the successes and lease the tasks of several requests in one statement that commits by itself
     (SQL.exchange): one round trip, one commit, and one countdown update per order for all of them.
 
@@ -165,12 +171,12 @@ def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_sec
     if completed := sum(row.kind == "completed" for row in rows):
         task_metrics.orders_finished(OrderStatus.COMPLETED, completed)
     recorded = {(row.id, row.lease_id) for row in succeeded}  # a report under a stale lease is not its task's
-    return [
+    return Together([
         Exchanged({r.id for r in part.successes if (r.id, str(r.lease_id)) in recorded},
                   leased_tasks(leased.get((part.terms["lease"], part.terms["worker_name"]), []),
                                dict(part.terms, now=now, expires=now + part.terms["lease_for"]), timeout_seconds))
         for part in exchanges
-    ]
+    ], completed)
 
 
 def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float, timeout_seconds: float,
@@ -180,7 +186,7 @@ def claim(engine: Engine, worker: str, max_tasks: int, lease_seconds: float, tim
     if max_tasks <= 0:
         return []
     terms = lease_terms(worker, max_tasks, lease_seconds, lease)
-    return exchange_together(engine, [Exchange(terms, [])], timeout_seconds)[0].leased
+    return exchange_together(engine, [Exchange(terms, [])], timeout_seconds).parts[0].leased
 
 
 def resume(engine: Engine, worker: str, lease: str, lease_seconds: float,
@@ -323,7 +329,7 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     (prepare_exchange); a success it did not record is answered after it.
     """
     prepared = prepare_exchange(engine, worker, reports, max_tasks, lease_seconds, timeout_seconds, lease, retry)
-    exchanged = exchange_together(engine, [prepared.part], timeout_seconds)[0]
+    exchanged = exchange_together(engine, [prepared.part], timeout_seconds).parts[0]
     missed = unrecorded(prepared, exchanged)
     return answer_exchange(reports, prepared, exchanged, record_apart(engine, missed) if missed else {})
 
