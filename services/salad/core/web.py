@@ -95,10 +95,18 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse(status_code=413, content={"message": self.too_large().detail})
-            await response(scope, receive, send)
+        length, chunked = None, False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None and length.isdigit() and not chunked:
+            if int(length) > self.max_bytes:
+                response = JSONResponse(status_code=413, content={"message": self.too_large().detail})
+                await response(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server reads no more than the length announced
             return
         received = 0
 
