@@ -48,3 +48,30 @@ def test_a_step_that_outlasts_the_bound_is_cut():
 
     assert events == ["started", "cut"]
     assert took < 5
+
+
+def test_wakes_close_together_are_taken_by_one_step_after_the_linger():
+    steps: list[float] = []
+
+    async def step() -> bool:
+        steps.append(time.monotonic())
+        return False
+
+    async def scenario() -> float:
+        wake = asyncio.Event()
+        loop = asyncio.create_task(every(60, step, "test", wake=wake, linger=0.2))
+        while not steps:  # the first step runs at once
+            await asyncio.sleep(0.01)
+        woken = time.monotonic()
+        for _ in range(3):  # three completions, say, 20 ms apart
+            wake.set()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+        return woken
+
+    woken = asyncio.run(scenario())
+    assert len(steps) == 2, "one step for the three wakes"
+    assert steps[1] - woken >= 0.2, "after the linger"

@@ -18,10 +18,11 @@ FINISH_ON_STOP = 5.0  # seconds a step in flight gets to finish when its loop is
 log = logging.getLogger(__name__)
 
 
-async def every(interval: float, step, name: str, wake: asyncio.Event | None = None,
+async def every(interval: float, step, name: str, wake: asyncio.Event | None = None, linger: float = 0.0,
                 finish_on_stop: float = FINISH_ON_STOP) -> None:
-    """Run `step` forever; when it reports a full batch, run again at once, and when `wake` is set, early.
-    Errors are logged, not fatal, and back off.
+    """Run `step` forever; when it reports a full batch, run again at once, and when `wake` is set, early:
+    `linger` seconds later, so that the wakes of that while share one step. Errors are logged, not fatal, and
+    back off.
 
     Cancelled (the service stopping), the loop lets a step in flight finish, for up to `finish_on_stop`
     seconds, before it ends: a step cut in the middle leaves its work half done, as a split committed in its
@@ -46,8 +47,11 @@ async def every(interval: float, step, name: str, wake: asyncio.Event | None = N
         if wake is None or failures:
             await asyncio.sleep(delay)
         else:
-            with suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(wake.wait(), delay)
+            except TimeoutError:
+                continue
+            await asyncio.sleep(linger)
 
 
 async def finished_before_stop(step: Awaitable[bool], within: float) -> bool:

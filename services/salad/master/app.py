@@ -18,7 +18,7 @@ from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
 from salad.core.web import create_app, freeze_startup_objects
 from salad.master import api, registry, seed
-from salad.master.background import Intake, OutboxRelay, Reaper
+from salad.master.background import REPORT_LINGER, Intake, OutboxRelay, Reaper
 from salad.master.exchanges import Exchanges
 from salad.master.metrics import METRICS, REGISTRY
 from salad.master.tasks import PLANNER, prune_finished
@@ -80,7 +80,7 @@ def build_app() -> FastAPI:
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
             every(settings.intake_interval, intake.accept_step, "intake confirmation", wake=intake.split_done),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
-            every(settings.outbox_interval, relay.step, "outbox", wake=order_completed),
+            every(settings.outbox_interval, relay.step, "outbox", wake=order_completed, linger=REPORT_LINGER),
             every(CHECK_IN_FLUSH, flush_check_ins(check_ins, settings.worker_ttl_seconds),
                   "worker check-ins"),
         ]

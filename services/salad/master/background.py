@@ -32,7 +32,7 @@ PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Sha
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
-REPORT_LINGER = 0.02  # seconds a relay pass waits, so that the reports queued close together share one call
+REPORT_LINGER = 0.02  # seconds a woken relay pass waits, so that the completions of that while share one call
 SENDING_SECONDS = 15.0  # a report taken to send is due again after this (its relay may have stopped)
 ACKS_HELD_MAX = 5.0  # passes at most this far apart leave what Shared acknowledged to the next pass to record
 CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
@@ -161,7 +161,6 @@ class OutboxRelay:
         self.counted_all_at = -interval  # when a pass last took every changed count (monotonic)
         self.acknowledged: list[int] = []  # reports Shared took, to record as delivered with the next pass
         self.acknowledged_at = utcnow()
-        self.full = False  # the last pass took a full batch: the next one runs at once
 
     def deliver_batch(self) -> bool:
         """Send due reports and changed counts to Shared in one call. One statement takes them and records
@@ -236,13 +235,7 @@ class OutboxRelay:
             self.acknowledged = []
 
     async def step(self) -> bool:
-        """A pass, REPORT_LINGER after it was woken (an exchange completed orders) or its interval ran out, so
-        that under load a pass carries the completions of that while, not one call to Shared each; at once
-        after a full pass (a backlog drains at full speed)."""
-        if not self.full:
-            await asyncio.sleep(REPORT_LINGER)
-        self.full = await to_thread.run_sync(self.deliver_batch)
-        return self.full
+        return await to_thread.run_sync(self.deliver_batch)
 
 
 def progress_of(row) -> dict:
