@@ -40,8 +40,8 @@ import psycopg
 
 from bench.infra import CLOCK_TICKS, PG_SETTINGS, children_of, cpu_seconds, peak_rss_mib, status_mib
 from bench.profiler import Profiler
-from salad.cli.main import raise_open_files_limit
 from bench.salad_runs import FRUITS, WaitSampler, order_sizes, percentile, post_orders
+from salad.core.limits import raise_open_files_limit
 
 BEAT_SECONDS = 5.0  # `salad worker`'s heartbeat_interval
 CLAIM_WAIT = 10.0  # `salad worker`'s claim_wait

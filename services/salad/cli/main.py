@@ -1,7 +1,5 @@
 """`salad`: run the services, a local stack or a demo, and order and follow salads."""
 
-import logging
-import resource
 from typing import Annotated
 
 import typer
@@ -11,6 +9,7 @@ from salad import __version__
 from salad.cli import local, salads, watch
 from salad.cli.common import EXIT_CODES, console
 from salad.cli.usage import SaladCommand, SaladGroup
+from salad.core.limits import raise_open_files_limit
 from salad.core.logs import logging_config, setup_logging
 from salad.core.settings import DatabaseSettings, master_settings, shared_settings, worker_settings
 
@@ -44,23 +43,6 @@ for panel, functions in (("Local stack", (local.up, local.demo)),
     for function in functions:
         app.command(cls=SaladCommand, rich_help_panel=panel)(function)
 SERVICES = "Services (what the containers run)"
-
-
-OPEN_FILES_CEILING = 1_048_576  # where the hard limit is "unlimited" (macOS), which setrlimit refuses
-
-
-def raise_open_files_limit() -> None:
-    """Raise the soft limit of open files to the hard one, as Go programs do by themselves: each worker keeps
-    two connections open to its Master, and some container runtimes set a soft limit of 1,024. A refusal
-    leaves the limit as it was, with a warning: the service still runs."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
-    if soft >= wanted:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ValueError, OSError) as exc:
-        logging.getLogger(__name__).warning("open files stay limited to %d: %s", soft, exc)
 
 
 def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> None:
