@@ -116,8 +116,8 @@ claimed AS (
               tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker
 ),
 succeeded AS (
-    -- Each success whose lease still holds, exactly as `record_successes`. One under a stale lease, a
-    -- retried post or an unknown task matches nothing here: the caller answers those afterwards.
+    -- Each success whose lease still holds. One under a stale lease, a retried post or an unknown task
+    -- matches nothing here: the caller answers those afterwards (tasks.record_apart).
     -- Found by primary key (`= ANY`), as the claim's tasks are: else the generic plan reads every running task.
     UPDATE tasks
     SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
@@ -183,22 +183,8 @@ FROM reported;
 
 -- Results -----------------------------------------------------------------------------------------------
 
--- name: record_successes
--- Record every success whose lease still holds, in one statement: row by row, a batch cost Master more CPU
--- than PostgreSQL spent on it. :batch is a JSON list of {id, lease_id, result}. Returns what the metrics
--- and the countdown need. The tasks are found by primary key (`= ANY`), as in `exchange`.
-WITH reports AS (
-    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS r(id bigint, lease_id text, result text)
-)
-UPDATE tasks
-SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result
-FROM reports AS r
-WHERE tasks.id = ANY(ARRAY(SELECT reports.id FROM reports))
-  AND tasks.id = r.id AND tasks.lease_id = r.lease_id AND tasks.status = 'running'
-RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.claimed_at, tasks.created_at;
-
 -- name: lock_reported
--- The reported tasks `record_successes` did not record (failures, stale leases, retried posts, unknown
+-- The reported tasks a success statement did not record (failures, stale leases, retried posts, unknown
 -- tasks), locked in id order to be answered one by one.
 SELECT tasks.id, tasks.order_id, tasks.fruit, tasks.status, tasks.lease_id, tasks.claimed_at, tasks.created_at
 FROM tasks
@@ -212,14 +198,6 @@ FOR UPDATE;
 SELECT EXISTS (SELECT FROM task_failures
                WHERE task_failures.task_id = :task_id AND task_failures.worker = :worker
                  AND task_failures.error = :error);
-
--- name: count_down
--- Count :done fruits off order :order, flagged for a progress report; the caller completes the order when
--- none remain. It counts a failed order's late results too: a requeue resumes it, still counting right.
-UPDATE salads
-SET remaining = salads.remaining - :done, progress_due = true
-WHERE salads.order_id = :order
-RETURNING salads.remaining, salads.ordered_at, salads.status;
 
 -- name: order_in_progress
 -- Lock an order's countdown row if the order is in progress (before failing it).

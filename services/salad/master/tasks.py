@@ -8,7 +8,6 @@ or an order's state one at a time (a failure, a resumption) use the ORM's object
 """
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -25,7 +24,6 @@ from salad.core.fields import MAX_TEXT
 from salad.core.models import OrderStatus, Outbox, Salad, Task, TaskFailure, TaskStatus
 from salad.master import hand_out, task_metrics
 from salad.master.sql import SQL
-from salad.master.task_metrics import seconds_between
 from salad.master.wakeup import Waiting
 
 REAP_BATCH = 100
@@ -335,11 +333,32 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
 
 
 def record_apart(engine: Engine, reports: list[Report], resent_by: str | None = None) -> dict[int, ResultAck]:
-    """Record results in a transaction of their own; returns each task's acknowledgement."""
-    with transaction(engine) as session:
-        acks, done = record_results(session, reports, resent_by)
-        count_down(session, done)
-    return {ack.id: ack for ack in acks}
+    """Record results apart from a claim; returns each task's acknowledgement.
+
+    The successes under a current lease are recorded by the exchange statement, leasing nothing: it counts
+    their orders down and completes them, as for any exchange. The rest (failures, stale leases, retried
+    posts, unknown tasks) are then read under lock and answered one by one, in a transaction.
+
+    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
+    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
+    lease, and the failure is answered as recorded, not as a lost lease.
+    """
+    first = first_reports(reports)
+    successes = successes_in(first)
+    recorded = record_successes(engine, successes) if successes else set()
+    acks = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in recorded}
+    others = sorted(task_id for task_id in first if task_id not in recorded)
+    if others:
+        with transaction(engine) as session:
+            acks.update(answer_one_by_one(session, [first[task_id] for task_id in others], resent_by))
+    return acks
+
+
+def record_successes(engine: Engine, successes: list[Report]) -> set[int]:
+    """Record successes whose lease still holds, with no claim (SQL.exchange leasing nothing); returns the
+    ids recorded."""
+    nothing = lease_terms(worker="", max_tasks=0, lease_seconds=0)
+    return exchange_together(engine, [Exchange(nothing, successes)], timeout_seconds=0).parts[0].recorded
 
 
 def first_reports(reports: list[Report]) -> dict[int, Report]:
@@ -355,28 +374,15 @@ def successes_in(first: dict[int, Report]) -> list[Report]:
     return sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
 
 
-def record_results(session: Session, reports: list[Report],
-                   resent_by: str | None = None) -> tuple[list[ResultAck], Counter]:
-    """Record results in a few statements whatever their number; each is acknowledged on its own.
-
-    Successes under a current lease are recorded by one statement; the rest (failures, stale leases,
-    retried posts, unknown tasks) are then read under lock and answered one by one. Returns the
-    acknowledgements and the fruits done per order, for `count_down` to apply last in the transaction.
-
-    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
-    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
-    lease, and the failure is answered as recorded, not as a lost lease.
-    """
+def answer_one_by_one(session: Session, reports: list[Report], resent_by: str | None) -> dict[int, ResultAck]:
+    """The reports a success statement did not record, their tasks locked in id order: a failure under the
+    current lease is recorded (retry_or_fail); the others are answered as they stand."""
     now = utcnow()
-    first = first_reports(reports)
-    successes = successes_in(first)
-    recorded, done = succeed(session, successes, now)
-    acks = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in recorded}
-    others = sorted(task_id for task_id in first if task_id not in recorded)
     connection = session.connection()
-    rows = {row.id: row for row in connection.execute(SQL.lock_reported, dict(ids=others))} if others else {}
-    for task_id in others:
-        report, row = first[task_id], rows.get(task_id)
+    rows = {row.id: row for row in connection.execute(SQL.lock_reported, dict(ids=[r.id for r in reports]))}
+    acks = {}
+    for report in reports:
+        task_id, row = report.id, rows.get(report.id)
         if row is None:
             acks[task_id] = ResultAck(id=task_id, status=None)
         elif row.lease_id != str(report.lease_id):
@@ -389,7 +395,7 @@ def record_results(session: Session, reports: list[Report],
             reason = "timeout" if report.outcome == "timed_out" else "error"
             retry_or_fail(session, task, failure_error(report), now, reason=reason)
             acks[task_id] = ResultAck(id=task_id, status=task.status)
-    return [acks[r.id] for r in reports], done
+    return acks
 
 
 def failure_error(report: Report) -> str:
@@ -403,37 +409,9 @@ def failure_on_record(connection, report: Report, worker: str) -> bool:
         SQL.failure_on_record, dict(task_id=report.id, worker=worker, error=failure_error(report))).scalar()
 
 
-def succeed(session: Session, successes: list[Report], now: datetime) -> tuple[set[int], Counter]:
-    """Record the successes whose lease still holds; returns their ids and the fruits done per order."""
-    if not successes:
-        return set(), Counter()
-    rows = session.connection().execute(SQL.record_successes,
-                                        dict(batch=success_batch(successes), now=now)).all()
-    task_metrics.succeeded(rows, now)
-    return {row.id for row in rows}, Counter(row.order_id for row in rows)
-
-
 def success_batch(successes: list[Report]) -> str:
-    """The successes as the JSON parameter of SQL.record_successes and SQL.exchange."""
+    """The successes as the JSON parameter of SQL.exchange."""
     return json.dumps([{"id": r.id, "lease_id": str(r.lease_id), "result": r.result} for r in successes])
-
-
-def count_down(session: Session, done: Counter) -> None:
-    """Count the fruits done off their orders; an order's last one completes it in this same transaction.
-    (An exchange's successes are counted by SQL.exchange, which does the same in SQL.)
-
-    Run it last before the commit: an order's countdown row, which every result of that order updates,
-    stays locked only until then. Orders are taken in id order, so concurrent batches cannot deadlock.
-    """
-    now = utcnow()
-    connection = session.connection()
-    for order_id, fruits in sorted(done.items()):
-        salad = connection.execute(SQL.count_down, dict(order=order_id, done=fruits)).one_or_none()
-        if salad is None or salad.remaining > 0 or salad.status != OrderStatus.IN_PROGRESS:
-            continue
-        change_state(session, order_id, now, status=OrderStatus.COMPLETED, finished_at=now,
-                     preparation_time=seconds_between(salad.ordered_at, now))
-        task_metrics.orders_finished(OrderStatus.COMPLETED)
 
 
 def change_state(session: Session, order_id: int, now: datetime, **values) -> None:
