@@ -16,7 +16,7 @@ from salad.core.db import make_engine
 from salad.core.loops import every, retention
 from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
-from salad.core.web import create_app, freeze_startup_objects
+from salad.core.web import create_app, tune_garbage_collector
 from salad.master import api, registry, seed
 from salad.master.background import REPORT_LINGER, Intake, OutboxRelay, Reaper
 from salad.master.exchanges import Exchanges
@@ -90,7 +90,7 @@ def build_app() -> FastAPI:
         loops += [listen(settings.database_url, signal, order_placed), probe(signal)]
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
-        freeze_startup_objects()
+        tune_garbage_collector()
         try:
             yield
         finally:

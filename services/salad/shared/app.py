@@ -15,7 +15,7 @@ from salad.core.loops import every, retention
 from salad.core.migrate import schema_is_current
 from salad.core.models import OrderStatus
 from salad.core.settings import shared_settings
-from salad.core.web import create_app, freeze_startup_objects
+from salad.core.web import create_app, tune_garbage_collector
 from salad.shared import events, orders, page
 from salad.shared.charts import SAMPLE_SECONDS, ChartData
 from salad.shared.api import internal, page_reads, public, seed
@@ -59,7 +59,7 @@ def build_app() -> FastAPI:
             step = retention(engine, settings, orders.prune_finished, "orders")
             pruning = asyncio.create_task(every(settings.prune_interval, step, "retention"))
         sampling = asyncio.create_task(every(SAMPLE_SECONDS, chart_data.sample, "chart samples"))
-        freeze_startup_objects()
+        tune_garbage_collector()
         try:
             yield
         finally:

@@ -8,7 +8,7 @@ import uvicorn
 from salad import __version__
 from salad.core.logs import logging_config
 from salad.core.settings import WorkerSettings
-from salad.core.web import create_app, freeze_startup_objects
+from salad.core.web import create_app, tune_garbage_collector
 from salad.worker.metrics import METRICS
 from salad.worker.runner import Runner, install_stop_handlers
 
@@ -28,7 +28,7 @@ async def serve(settings: WorkerSettings) -> None:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=logging_config(settings.log_level))
     server = ProbeServer(config)
     probes = asyncio.create_task(server.serve())
-    freeze_startup_objects()
+    tune_garbage_collector()
     try:
         await runner.run()
     finally:
