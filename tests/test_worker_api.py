@@ -231,6 +231,26 @@ def test_an_orders_results_recorded_at_the_same_time_complete_it_exactly_once(st
     assert completions(stack, placed["id"]) == [(1, "completed")]
 
 
+def test_a_result_posted_alone_leases_nothing_and_leaves_the_queue_as_it_was(stack, master):
+    """A result posted alone is recorded by the exchange statement with a claim of nothing."""
+    placed = order(stack, ["apple", "banana", "kiwi"])
+    [taken] = claim(master)
+
+    def tasks_of_the_order() -> dict[int, tuple]:
+        answer = master.get("/v1/tasks", params={"order_id": placed["id"]}, headers=stack.client_headers)
+        return {t["id"]: (t["status"], t["attempts"], t["worker"], t["claimed_at"]) for t in answer.json()}
+
+    before = tasks_of_the_order()
+    answer = master.post(f"/v1/tasks/{taken['id']}/result", json={"lease_id": taken["lease_id"], "result": "ok"})
+
+    assert answer.status_code == 200 and answer.json()["status"] == "succeeded"
+    after = tasks_of_the_order()
+    assert after[taken["id"]][0] == "succeeded"
+    others = sorted(set(before) - {taken["id"]})
+    assert [after[i] for i in others] == [before[i] for i in others] == [("queued", 0, None, None)] * 2
+    assert get_order(stack, placed["id"])["status"] == "in_progress"
+
+
 def test_concurrent_exchanges_finishing_the_same_orders_complete_each_exactly_once(stack, master):
     placed = [order(stack, ["apple", "banana", "kiwi", "mango"] * 6) for _ in range(3)]
     wait_until(lambda: sum(get_order(stack, p["id"])["counts"]["queued"] for p in placed) == 72, 20,

@@ -50,7 +50,7 @@ class Exchanges:
             prepared = tasks.prepare_exchange(*args)  # no database work: see needs_preparing
         exchanged = await self.together(prepared.part)
         missed = tasks.unrecorded(prepared, exchanged)
-        apart = await run_in_threadpool(tasks.record_apart, self.engine, missed) if missed else {}
+        apart = await run_in_threadpool(tasks.record_one_by_one, self.engine, missed) if missed else {}
         return tasks.answer_exchange(reports, prepared, exchanged, apart)
 
     async def claim(self, worker: str, max_tasks: int, lease: str) -> list[LeasedTask]:

@@ -1,7 +1,8 @@
 """The task life cycle in the database: split, claim, exchange, results, leases, reaping, retention.
 
-Every function is one transaction and safe with any number of Master replicas: claims and scans take
-rows with FOR UPDATE SKIP LOCKED, and an order's countdown row serialises its last results. The statements
+Every function is one transaction (or a statement that commits by itself), or a few in a row where its
+docstring says so, and safe with any number of Master replicas: claims and scans take rows with FOR UPDATE
+SKIP LOCKED, and an order's countdown row serialises its last results. The statements
 are the named queries of master/queries.sql (`SQL.<name>`), run on the connection: building a statement and
 the ORM's execution layer cost more CPU than PostgreSQL spends running it. The rare paths that change a task
 or an order's state one at a time (a failure, a resumption) use the ORM's objects.
@@ -292,7 +293,7 @@ def prepare_exchange(engine: Engine, worker: str, reports: list[Report], max_tas
     again answered as recorded when that attempt recorded them. Touches the database only for those."""
     first = first_reports(reports)
     failures = [r for r in first.values() if r.outcome != TaskStatus.SUCCEEDED]
-    answered = record_apart(engine, failures, worker if retry else None) if failures else {}
+    answered = record_one_by_one(engine, failures, worker if retry else None) if failures else {}
     resumed = resume(engine, worker, lease, lease_seconds, timeout_seconds) if retry and lease else []
     terms = lease_terms(worker, 0 if resumed else max_tasks, lease_seconds, lease)
     return Prepared(Exchange(terms, successes_in(first)), answered, resumed)
@@ -305,7 +306,7 @@ def needs_preparing(reports: list[Report], retry: bool) -> bool:
 
 def unrecorded(prepared: Prepared, exchanged: Exchanged) -> list[Report]:
     """The successes the statement did not record (a stale lease, a retried post, an unknown task): each is
-    answered after it by record_apart."""
+    answered after it by record_one_by_one."""
     return [r for r in prepared.part.successes if r.id not in exchanged.recorded]
 
 
@@ -329,32 +330,26 @@ def exchange(engine: Engine, worker: str, reports: list[Report], max_tasks: int,
     prepared = prepare_exchange(engine, worker, reports, max_tasks, lease_seconds, timeout_seconds, lease, retry)
     exchanged = exchange_together(engine, [prepared.part], timeout_seconds).parts[0]
     missed = unrecorded(prepared, exchanged)
-    return answer_exchange(reports, prepared, exchanged, record_apart(engine, missed) if missed else {})
+    apart = record_one_by_one(engine, missed) if missed else {}
+    return answer_exchange(reports, prepared, exchanged, apart)
 
 
-def record_apart(engine: Engine, reports: list[Report], resent_by: str | None = None) -> dict[int, ResultAck]:
-    """Record results apart from a claim; returns each task's acknowledgement.
+def record_apart(engine: Engine, reports: list[Report]) -> dict[int, ResultAck]:
+    """Record results apart from a claim (a result posted alone); returns each task's acknowledgement.
 
-    The successes under a current lease are recorded by the exchange statement, leasing nothing: it counts
-    their orders down and completes them, as for any exchange. The rest (failures, stale leases, retried
-    posts, unknown tasks) are then read under lock and answered one by one, in a transaction.
-
-    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
-    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
-    lease, and the failure is answered as recorded, not as a lost lease.
+    Two commits: the successes under a current lease are recorded by the exchange statement, leasing nothing,
+    which counts their orders down and completes them as for any exchange; then the rest (failures, stale
+    leases, retried posts, unknown tasks) one by one (record_one_by_one).
     """
     first = first_reports(reports)
     successes = successes_in(first)
-    recorded = record_successes(engine, successes) if successes else set()
+    recorded = record_successes_alone(engine, successes) if successes else set()
     acks = {task_id: ResultAck(id=task_id, status=TaskStatus.SUCCEEDED) for task_id in recorded}
-    others = sorted(task_id for task_id in first if task_id not in recorded)
-    if others:
-        with transaction(engine) as session:
-            acks.update(answer_one_by_one(session, [first[task_id] for task_id in others], resent_by))
-    return acks
+    others = [report for task_id, report in first.items() if task_id not in recorded]
+    return {**acks, **record_one_by_one(engine, others)} if others else acks
 
 
-def record_successes(engine: Engine, successes: list[Report]) -> set[int]:
+def record_successes_alone(engine: Engine, successes: list[Report]) -> set[int]:
     """Record successes whose lease still holds, with no claim (SQL.exchange leasing nothing); returns the
     ids recorded."""
     nothing = lease_terms(worker="", max_tasks=0, lease_seconds=0)
@@ -374,27 +369,35 @@ def successes_in(first: dict[int, Report]) -> list[Report]:
     return sorted((r for r in first.values() if r.outcome == TaskStatus.SUCCEEDED), key=lambda r: r.id)
 
 
-def answer_one_by_one(session: Session, reports: list[Report], resent_by: str | None) -> dict[int, ResultAck]:
-    """The reports a success statement did not record, their tasks locked in id order: a failure under the
-    current lease is recorded (retry_or_fail); the others are answered as they stand."""
-    now = utcnow()
-    connection = session.connection()
-    rows = {row.id: row for row in connection.execute(SQL.lock_reported, dict(ids=[r.id for r in reports]))}
-    acks = {}
-    for report in reports:
-        task_id, row = report.id, rows.get(report.id)
-        if row is None:
-            acks[task_id] = ResultAck(id=task_id, status=None)
-        elif row.lease_id != str(report.lease_id):
-            resent = resent_by is not None and failure_on_record(connection, report, resent_by)
-            acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=not resent)
-        elif row.status != TaskStatus.RUNNING or report.outcome == TaskStatus.SUCCEEDED:
-            acks[task_id] = ResultAck(id=task_id, status=row.status)  # a retried post: already recorded
-        else:
-            task = session.get(Task, task_id)
-            reason = "timeout" if report.outcome == "timed_out" else "error"
-            retry_or_fail(session, task, failure_error(report), now, reason=reason)
-            acks[task_id] = ResultAck(id=task_id, status=task.status)
+def record_one_by_one(engine: Engine, reports: list[Report],
+                      resent_by: str | None = None) -> dict[int, ResultAck]:
+    """Failures, and the successes a statement did not record, in a transaction, their tasks locked in id
+    order: a failure under the current lease is recorded (retry_or_fail); the others are answered as they
+    stand (a stale lease, a retried post, an unknown task). One report per task (first_reports).
+
+    `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
+    if its task_failures row is there: the task moved on since (queued again, leased anew) under another
+    lease, and the failure is answered as recorded, not as a lost lease.
+    """
+    now, acks = utcnow(), {}
+    with transaction(engine) as session:
+        connection = session.connection()
+        locked = connection.execute(SQL.lock_reported, dict(ids=[r.id for r in reports]))
+        rows = {row.id: row for row in locked}
+        for report in reports:
+            task_id, row = report.id, rows.get(report.id)
+            if row is None:
+                acks[task_id] = ResultAck(id=task_id, status=None)
+            elif row.lease_id != str(report.lease_id):
+                resent = resent_by is not None and failure_on_record(connection, report, resent_by)
+                acks[task_id] = ResultAck(id=task_id, status=row.status, lease_lost=not resent)
+            elif row.status != TaskStatus.RUNNING or report.outcome == TaskStatus.SUCCEEDED:
+                acks[task_id] = ResultAck(id=task_id, status=row.status)  # a retried post: already recorded
+            else:
+                task = session.get(Task, task_id)
+                reason = "timeout" if report.outcome == "timed_out" else "error"
+                retry_or_fail(session, task, failure_error(report), now, reason=reason)
+                acks[task_id] = ResultAck(id=task_id, status=task.status)
     return acks
 
 
