@@ -37,7 +37,8 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 UNMATCHED_ROUTE = "unmatched"  # 404s share one label value, so random paths cannot explode the series
 RETRY_AFTER_SECONDS = 2  # told to callers while the database is unreachable
 # salad's metrics are Prometheus's (`/metrics`). FastAPI's own OpenTelemetry, on by default, asks the global
-# providers on every request whether anyone configured them: 5 % of a busy Master's CPU (py-spy, fleet run).
+# providers on every request whether anyone configured them: 5.6 % of a busy Master's samples (py-spy, fleet
+# run). With it off, an operator's own OpenTelemetry providers get no spans or metrics from FastAPI.
 NO_OPENTELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 YOUNG_COLLECTION_THRESHOLD = 50_000  # see tune_garbage_collector
 
@@ -180,11 +181,12 @@ def tune_garbage_collector() -> None:
     """Hide what start-up allocated (modules, the app, pools: most of the heap) from the garbage collector,
     for good: else each full collection walks all of it, pausing a service in the middle of salads.
 
-    Then collect the youngest objects when YOUNG_COLLECTION_THRESHOLD more are alive than were (CPython: 700):
-    reference counting frees nearly all of a request's objects anyway. With a thousand workers' requests in
-    flight, CPython's default ran a young collection every 6 requests and a full one every 700, and they
-    freed almost nothing (about 130 objects in 930 collections). The higher threshold cut a busy Master's
-    CPU per task by a quarter, its memory unchanged (alternated fleet runs: bench/RESULTS.md)."""
+    Then collect the youngest objects only once YOUNG_COLLECTION_THRESHOLD more objects the collector tracks
+    were made than freed (CPython 3.11's default: 700): reference counting frees nearly all of a request's
+    objects anyway. With a thousand workers' requests in flight, the default ran a young collection every 6
+    requests and a full one every 700 in each Master, and the young ones freed almost nothing (138 objects in
+    968 collections). The higher threshold cut a busy Master's CPU per task by a quarter, with the same peak
+    memory in short fleet runs (bench/RESULTS.md, run U)."""
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
