@@ -117,7 +117,7 @@ claimed AS (
 ),
 succeeded AS (
     -- Each success whose lease still holds. One under a stale lease, a retried post or an unknown task
-    -- matches nothing here: the caller answers those afterwards (tasks.record_apart).
+    -- matches nothing here: the caller answers those afterwards (tasks.record_one_by_one).
     -- Found by primary key (`= ANY`), as the claim's tasks are: else the generic plan reads every running task.
     UPDATE tasks
     SET status = 'succeeded', lease_expires_at = NULL, finished_at = :now, result = r.result

@@ -2,10 +2,10 @@
 
 Every function is one transaction (or a statement that commits by itself), or a few in a row where its
 docstring says so, and safe with any number of Master replicas: claims and scans take rows with FOR UPDATE
-SKIP LOCKED, and an order's countdown row serialises its last results. The statements
-are the named queries of master/queries.sql (`SQL.<name>`), run on the connection: building a statement and
-the ORM's execution layer cost more CPU than PostgreSQL spends running it. The rare paths that change a task
-or an order's state one at a time (a failure, a resumption) use the ORM's objects.
+SKIP LOCKED, and an order's countdown row serialises its last results. The statements are the named queries
+of master/queries.sql (`SQL.<name>`), run on the connection: building a statement and the ORM's execution
+layer cost more CPU than PostgreSQL spends running it. The rare paths that change a task or an order's state
+one at a time (a failure, a resumption) use the ORM's objects.
 """
 
 import json
