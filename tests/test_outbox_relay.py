@@ -23,29 +23,41 @@ def outbox_row(postgres_url: str, order_id: int) -> tuple:
             (order_id,)).fetchone()
 
 
+def progress_due(postgres_url: str, order_id: int) -> bool:
+    with psycopg.connect(postgres_url) as conn:
+        return conn.execute("SELECT progress_due FROM salads WHERE order_id = %s", (order_id,)).fetchone()[0]
+
+
 def test_a_report_shared_did_not_take_is_sent_again_after_a_backoff(postgres_url, make_stack):
     engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
     try:
-        placed, _ = orders.create_order(engine, ["apple"])  # as Shared stores it
-        tasks.split_orders(engine, [tasks.NewOrder(placed.id, ["apple"], [1], 0, datetime.now(UTC))], 3)
-        [task] = tasks.claim(engine, "w1", 1, lease_seconds=30, timeout_seconds=60)
-        done = Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
-        tasks.exchange(engine, "w1", [done], 0, lease_seconds=30, timeout_seconds=60)  # completes the order
+        fruits = ["apple", "kiwi"]
+        placed, _ = orders.create_order(engine, fruits)  # as Shared stores it
+        tasks.split_orders(engine, [tasks.NewOrder(placed.id, fruits, [1, 1], 0, datetime.now(UTC))], 3)
+        done = [Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
+                for task in tasks.claim(engine, "w1", 2, lease_seconds=30, timeout_seconds=60)]
         with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=2) as nowhere:
             relay = OutboxRelay(engine, nowhere)
+            tasks.exchange(engine, "w1", done[:1], 0, lease_seconds=30, timeout_seconds=60)  # counts changed
+            relay.deliver_batch()
+            no_report = outbox_row(postgres_url, placed.id) is None
+            flagged_again = no_report and progress_due(postgres_url, placed.id)
+            tasks.exchange(engine, "w1", done[1:], 0, lease_seconds=30, timeout_seconds=60)  # completes it
             relay.deliver_batch()
             attempts, delivered, due_in, flagged = outbox_row(postgres_url, placed.id)
             relay.deliver_batch()  # before the backoff ran out: not sent again
     finally:
         engine.dispose()
-    assert (attempts, delivered, flagged) == (1, False, True), "tried once, counts flagged again"
+    assert flagged_again, "counts that did not reach Shared are flagged again"
+    assert (attempts, delivered) == (1, False), "the completion's report tried once"
+    assert not flagged, "a completed order's counts are not reported: Shared shows its fruits all done"
     assert 0.5 < due_in <= 1.0, "the first retry after a second"
     assert outbox_row(postgres_url, placed.id)[0] == 1
 
     stack = make_stack(postgres_url, workers=0)  # Shared is there now, with a Master whose relay sends
     wait_until(lambda: outbox_row(postgres_url, placed.id)[1], timeout=10, message="report delivered")
     shown = get_order(stack, placed.id)
-    assert shown["status"] == "completed" and shown["counts"]["done"] == 1
+    assert shown["status"] == "completed" and shown["counts"]["done"] == 2
 
 
 def test_a_finished_order_reaches_shared_at_once_not_at_the_relays_next_pass(postgres_url, make_stack):

@@ -145,9 +145,10 @@ locked AS (
 counted AS (
     -- The countdown; a completing order also gets its status, finish time, preparation time (seconds since
     -- the order was placed at Shared) and a new version, the one its report to Shared carries. Its counts
-    -- changed: flagged for the relay's next progress report (an index entry only when the flag was unset).
+    -- changed: flagged for the relay's next progress report (an index entry only when the flag was unset),
+    -- unless it completes: Shared shows a completed order's fruits all done, whatever counts it holds.
     UPDATE salads
-    SET remaining = locked.remaining, progress_due = true,
+    SET remaining = locked.remaining, progress_due = NOT locked.completes,
         status = CASE WHEN locked.completes THEN 'completed' ELSE salads.status END,
         finished_at = CASE WHEN locked.completes THEN :now ELSE salads.finished_at END,
         preparation_time = CASE WHEN locked.completes
