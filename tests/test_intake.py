@@ -1,18 +1,28 @@
 """The intake on PostgreSQL: Master splits orders taken from Shared (a retried intake creates nothing twice)
 and confirms them to Shared."""
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
+from salad.contracts.work import Report
+from salad.core import http
+from salad.core.auth import bearer_header
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.core.models import OrderStatus
+from salad.core.settings import MasterSettings
 from salad.master import tasks
+from salad.master.background import Intake, OutboxRelay
+from salad.master.wakeup import QueueSignal
 from salad.shared import orders
 from salad.shared.metrics import REGISTRY
 from salad.contracts.internal import OrderProgress, OrderReport
 from salad.contracts.orders import FruitCounts
+
+from tests.helpers import get_order, order as place
 
 
 def new_order(order_id: int, fruits: list[str]) -> tasks.NewOrder:
@@ -69,6 +79,65 @@ def test_an_order_finished_before_master_confirmed_it_keeps_its_status_and_gets_
         engine.dispose()
     assert stored.status == OrderStatus.COMPLETED
     assert stored.accepted_at == stored.completed_at, "accepted no later than completed"
+
+
+def test_a_report_of_an_order_master_has_not_confirmed_confirms_it(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        order, _ = orders.create_order(engine, ["apple"])
+        assert [o.id for o in orders.claim_for_intake(engine, 10, lease_seconds=0)] == [order.id]
+        orders.apply_reports(engine, [OrderReport(order_id=order.id, version=1, status=OrderStatus.COMPLETED,
+                                                  finished_at=datetime.now(UTC), preparation_time=0.01)])
+        stored = orders.get_order(engine, order.id, master=None)
+        handed_out_again = orders.claim_for_intake(engine, 10, lease_seconds=30)  # its lease has run out
+    finally:
+        engine.dispose()
+    assert (stored.status, stored.accepted_at) == (OrderStatus.COMPLETED, stored.completed_at)
+    assert handed_out_again == []
+
+
+def accept_calls(stack) -> float:
+    """Master's confirmations Shared answered (POST /internal/v1/orders/accept)."""
+    metrics = httpx.get(f"{stack.shared_url}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("salad_http_requests_total{") and "/internal/v1/orders/accept" in line)
+
+
+def test_an_order_whose_report_shared_took_is_left_out_of_masters_next_confirmation(postgres_url, make_stack):
+    """A quick order's completion often reaches Shared before Master's next confirmation: the report confirms
+    it, and the confirmation call carries only the orders still running. This test is the Master (its intake
+    and relay), against a real Shared."""
+    stack = make_stack(postgres_url, workers=0)
+    stack.stop_service(stack.find("master"))
+    quick, slow = place(stack, ["apple"])["id"], place(stack, ["kiwi"])["id"]
+    settings = MasterSettings(database_url=postgres_url, shared_url=stack.shared_url)
+    engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    headers = bearer_header(stack.tokens["master"])
+
+    async def master() -> tuple[list[int], list[int]]:
+        async with http.session(5, headers) as session:
+            intake = Intake(engine, session, settings, QueueSignal())
+            await intake.step()
+            [task] = [t for t in tasks.claim(engine, "w1", 2, lease_seconds=30, timeout_seconds=60)
+                      if t.order_id == quick]
+            done = Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
+            tasks.exchange(engine, "w1", [done], 0, lease_seconds=30, timeout_seconds=60)
+            with httpx.Client(base_url=stack.shared_url, headers=headers) as client:
+                OutboxRelay(engine, client, on_reported=intake.reported).deliver_batch()
+            to_confirm = list(intake.unconfirmed)
+            await intake.accept_step()
+            return to_confirm, list(intake.unconfirmed)
+
+    try:
+        to_confirm, left = asyncio.run(master())
+    finally:
+        engine.dispose()
+    assert to_confirm == [slow], "the completed order was confirmed by its report"
+    assert left == [] and accept_calls(stack) == 1
+    shown = {order_id: get_order(stack, order_id) for order_id in (quick, slow)}
+    assert shown[quick]["status"] == "completed"
+    assert shown[quick]["accepted_at"] == shown[quick]["completed_at"]
+    assert shown[slow]["status"] == "in_progress" and shown[slow]["accepted_at"] is not None
 
 
 def test_reports_apply_in_version_order_each_once_and_unknown_orders_are_left_out(postgres_url):

@@ -75,10 +75,12 @@ def build_app() -> FastAPI:
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
         sync_shared = httpx.Client(base_url=settings.shared_url, timeout=SHARED_TIMEOUT_SECONDS, headers=headers)
         intake = Intake(engine, async_shared, settings, signal)
-        relay = OutboxRelay(engine, sync_shared, settings.outbox_interval)
+        loop = asyncio.get_running_loop()
+        relay = OutboxRelay(engine, sync_shared, settings.outbox_interval,
+                            on_reported=lambda order_ids: loop.call_soon_threadsafe(intake.reported, order_ids))
         loops = [
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
-            every(settings.intake_interval, intake.accept_step, "intake confirmation", wake=intake.split_done),
+            every(settings.intake_interval, intake.accept_step, "intake confirmation"),
             every(settings.reaper_interval, Reaper(engine, signal, settings.lease_seconds).step, "reaper"),
             every(settings.outbox_interval, relay.step, "outbox", wake=order_completed, linger=REPORT_LINGER),
             every(CHECK_IN_FLUSH, flush_check_ins(check_ins, settings.worker_ttl_seconds),

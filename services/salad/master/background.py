@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from itertools import islice
 
@@ -31,7 +32,6 @@ OUTBOX_BATCH = 20
 PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Shared's limit)
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
-ACCEPT_LINGER = 0.005  # seconds a confirmation waits after a split: see Intake.accept_step
 REPORT_LINGER = 0.02  # seconds a woken relay pass waits, so that the completions of that while share one call
 SENDING_SECONDS = 15.0  # a report taken to send is due again after this (its relay may have stopped)
 ACKS_HELD_MAX = 5.0  # passes at most this far apart leave what Shared acknowledged to the next pass to record
@@ -50,7 +50,6 @@ class Intake:
         self.shared_url = settings.shared_url.rstrip("/")
         self.rng = random.Random(settings.random_seed)
         self.unconfirmed: dict[int, None] = {}  # orders split, not yet confirmed to Shared (an ordered set)
-        self.split_done = asyncio.Event()  # wakes accept_step
         self.capacities: tuple[float, list[hand_out.Capacity]] = (-CAPACITIES_MAX_AGE, [])  # (at, workers)
 
     def execution_times(self, n: int) -> list[int]:
@@ -81,7 +80,6 @@ class Intake:
         if unwanted:
             await to_thread.run_sync(tasks.release_all, self.engine, unwanted)
         self.unconfirmed.update(dict.fromkeys(o.id for o in orders))  # one handed out again is listed once
-        self.split_done.set()
         return len(orders) == INTAKE_BATCH
 
     def live_workers(self) -> list[hand_out.Capacity]:
@@ -108,23 +106,27 @@ class Intake:
                                   settings.task_timeout_seconds).handed
 
     async def accept_step(self) -> bool:
-        """Confirm split orders to Shared, which then no longer hands them out, ACCEPT_LINGER after a split.
+        """Confirm the orders split since the last step to Shared, which then no longer hands them out: one
+        call every SALAD_INTAKE_INTERVAL, not one per split.
 
-        Sent at once, its HTTP call held the event loop and the GIL just when the claims the split woke needed
-        them.
-        Orders split meanwhile go in the same call. One not confirmed (Master stopped, Shared unreachable) is
-        handed out again when its intake lease expires; the split then skips it and it is confirmed again.
+        An order whose report reached Shared meanwhile (a quick one completed) is confirmed by it and left out
+        (`reported`). One not confirmed (Master stopped, Shared unreachable) is handed out again when its
+        intake lease expires; the split then skips it and it is confirmed again.
         """
         if not self.unconfirmed:
             return False
-        await asyncio.sleep(ACCEPT_LINGER)
         ids = list(islice(self.unconfirmed, ACCEPT_BATCH))
         answer = await send(self.http, "POST", f"{self.shared_url}/internal/v1/orders/accept", {"ids": ids})
         answer.raise_for_status("intake confirmation")
         for order_id in ids:  # only once confirmed: a failed or cancelled call leaves them to retry
-            del self.unconfirmed[order_id]
+            self.unconfirmed.pop(order_id, None)
         log.info("took %d order(s) from Shared", len(ids))
         return bool(self.unconfirmed)
+
+    def reported(self, order_ids: list[int]) -> None:
+        """Shared took reports of these orders, which confirm them: no call needed (OutboxRelay)."""
+        for order_id in order_ids:
+            self.unconfirmed.pop(order_id, None)
 
     async def confirm_all(self) -> None:
         """Confirm every split order (when Master stops), a batch at a time."""
@@ -155,9 +157,12 @@ class OutboxRelay:
     """Reports orders' state changes to Shared until Shared acknowledges (at least once; Shared applies
     each version once), and with them the latest fruit counts of the orders whose counts changed."""
 
-    def __init__(self, engine: Engine, client: httpx.Client, interval: float = 0.0) -> None:
-        """`interval`: seconds between passes when none is woken (SALAD_OUTBOX_INTERVAL)."""
+    def __init__(self, engine: Engine, client: httpx.Client, interval: float = 0.0,
+                 on_reported: Callable[[list[int]], None] = lambda order_ids: None) -> None:
+        """`interval`: seconds between passes when none is woken (SALAD_OUTBOX_INTERVAL); `on_reported` is
+        told the orders whose reports Shared took (called in the relay's thread)."""
         self.engine, self.client, self.interval = engine, client, interval
+        self.on_reported = on_reported
         self.counted_all_at = -interval  # when a pass last took every changed count (monotonic)
         self.acknowledged: list[int] = []  # reports Shared took, to record as delivered with the next pass
         self.acknowledged_at = utcnow()
@@ -211,6 +216,8 @@ class OutboxRelay:
         except httpx.HTTPError as exc:
             problem = str(exc)
         acknowledged = [row.id for row in reports if row.order_id in known]
+        if known:
+            self.on_reported([row.order_id for row in reports if row.order_id in known])
         # Left to the next pass while it comes well before another replica would send them again.
         if len(acknowledged) == len(reports) and self.interval <= ACKS_HELD_MAX:
             self.acknowledged, self.acknowledged_at = acknowledged, utcnow()

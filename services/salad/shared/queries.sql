@@ -149,7 +149,9 @@ RETURNING orders.id, orders.status;
 -- failed, in progress again) applied only if newer (version) than the last one applied, as reports may arrive
 -- twice or out of order; and its fruit counts, kept only if counted later (counted_at) than those it holds, as
 -- two Masters' reports may cross. Applying an order's newest report leaves it as applying each in version
--- order would: every report sets all the columns it carries.
+-- order would: every report sets all the columns it carries. A report confirms an order Master has not
+-- confirmed yet (see accept): a quick one's completion often comes first, and it gets an accepted_at no later
+-- than its completion.
 -- :reports is a JSON list of {order_id, version, status, finished_at, preparation_time, failure_reason};
 -- :progress a JSON list of {order_id, counts, counted_at}. Returns each known order of either: its version
 -- before the statement (the caller counts the reports newer than it) and its status after.
@@ -188,6 +190,9 @@ applied AS (
                                 ELSE orders.preparation_time END,
         failure_reason = CASE WHEN changes.newer_state THEN changes.failure_reason ELSE orders.failure_reason END,
         intake_lease_until = CASE WHEN changes.newer_state THEN NULL ELSE orders.intake_lease_until END,
+        accepted_at = CASE WHEN changes.newer_state
+                           THEN coalesce(orders.accepted_at, changes.finished_at, statement_timestamp())
+                           ELSE orders.accepted_at END,
         counts = CASE WHEN changes.counted_at > coalesce(orders.counts_at, '-infinity') THEN changes.counts
                       ELSE orders.counts END,
         counts_at = greatest(orders.counts_at, changes.counted_at)
