@@ -1,15 +1,20 @@
 """Master's reports to Shared (master/background.py, OutboxRelay): a report Shared did not take is sent again
 after a backoff, counts that did not reach it are flagged again, and nothing is lost while Shared is away."""
 
+import asyncio
+import time
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import httpx
 import psycopg
 from salad.cli.stack import free_port
 from salad.contracts.work import Report
+from salad.core.auth import bearer_header
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
-from salad.master.background import OutboxRelay
+from salad.master.background import SENDING_SECONDS, OutboxRelay
+from salad.master.exchanges import Exchanges
 from salad.shared import orders
 
 from tests.helpers import get_order, order, wait_until
@@ -80,3 +85,38 @@ def test_a_master_stopping_records_the_reports_shared_just_acknowledged(postgres
     attempts, delivered, _, _ = outbox_row(postgres_url, placed["id"])
     assert (attempts, delivered) == (0, True), "delivered at the first attempt, not left to be sent again"
 
+
+
+def test_a_completion_goes_to_shared_from_its_relays_hand_and_no_other_relay_takes_it(postgres_url,
+                                                                                      make_stack):
+    """An exchange that completes an order hands its report to its replica's relay, which sends it as it is,
+    reading nothing from the outbox. There it is due to other relays only after SENDING_SECONDS, so none sends
+    it meanwhile; the next pass that reads the outbox records that Shared acknowledged it."""
+    stack = make_stack(postgres_url, workers=0)
+    stack.stop_service(stack.find("master"))  # this test is the Master: its exchanges and two relays
+    placed = order(stack, ["apple"])
+    engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    try:
+        tasks.split_orders(engine, [tasks.NewOrder(placed["id"], ["apple"], [1], 0, datetime.now(UTC))], 3)
+        [task] = tasks.claim(engine, "w1", 1, lease_seconds=30, timeout_seconds=60)
+        headers = bearer_header(stack.tokens["master"])
+        with httpx.Client(base_url=stack.shared_url, headers=headers) as client:
+            relay, other = (OutboxRelay(engine, client, interval=1.0) for _ in range(2))
+            relay.deliver_batch()  # reads the outbox: nothing to send yet
+            exchanges = Exchanges(engine, lease_seconds=30, timeout_seconds=60, on_completed=relay.hand)
+            done = Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
+            asyncio.run(exchanges.exchange("w1", [done], 0, lease=str(uuid4())))
+            other.deliver_batch()
+            sent_by_other = other.acknowledged
+            shown_before = get_order(stack, placed["id"])["status"]
+            relay.deliver_batch()  # woken by the completion, within a second of the pass that read the outbox
+            shown = get_order(stack, placed["id"])["status"]
+            _, delivered_then, due_in, _ = outbox_row(postgres_url, placed["id"])
+            time.sleep(1.0)
+            relay.deliver_batch()  # reads the outbox again, recording what Shared acknowledged
+    finally:
+        engine.dispose()
+    assert sent_by_other == [] and shown_before == "pending", "the other relay sent nothing"
+    assert shown == "completed" and not delivered_then
+    assert SENDING_SECONDS - 5 < due_in <= SENDING_SECONDS, "due to other relays only if this one stops"
+    assert outbox_row(postgres_url, placed["id"])[:2] == (0, True), "delivered, at the first attempt"

@@ -66,7 +66,8 @@ def test_results_and_claims_read_tasks_by_primary_key_whatever_the_table_holds(p
     """A generic plan (what a prepared statement runs after five calls) does not know how many tasks an
     exchange claims or records; it must still find them by primary key, not read the table each time."""
     numbered = SQL.exchange.compile(dialect=NUMBERED)
-    values = {"now": "2026-01-01T00:00:00+00:00", "max_tasks": 64, "batch": '[{"id": 1, "lease_id": "l"}]',
+    values = {"now": "2026-01-01T00:00:00+00:00", "reports_due_at": "2026-01-01T00:00:15+00:00",
+              "max_tasks": 64, "batch": '[{"id": 1, "lease_id": "l"}]',
               "takers": '[{"lease": "l", "worker_name": "w", "expires": "2026-01-01T00:01:00+00:00",'
                         ' "first": 0, "max_tasks": 64}]'}
     with psycopg.connect(postgres_url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:

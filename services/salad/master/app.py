@@ -21,7 +21,7 @@ from salad.master import api, registry, seed
 from salad.master.background import REPORT_LINGER, Intake, OutboxRelay, Reaper
 from salad.master.exchanges import Exchanges
 from salad.master.metrics import METRICS, REGISTRY
-from salad.master.tasks import PLANNER, prune_finished
+from salad.master.tasks import PLANNER, Completion, prune_finished
 from salad.master.wakeup import Attempts, QueueSignal, listen, probe
 
 SHARED_TIMEOUT_SECONDS = 10.0
@@ -68,7 +68,6 @@ def build_app() -> FastAPI:
     async def lifespan(app: FastAPI):
         signal, order_placed = QueueSignal(), asyncio.Event()
         order_completed = asyncio.Event()  # set by an exchange that completes orders: wakes the relay
-        app.state.exchanges.on_completed = order_completed.set
         app.state.signal, app.state.attempts = signal, Attempts()
         check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
@@ -78,6 +77,12 @@ def build_app() -> FastAPI:
         loop = asyncio.get_running_loop()
         relay = OutboxRelay(engine, sync_shared, settings.outbox_interval,
                             on_reported=lambda order_ids: loop.call_soon_threadsafe(intake.reported, order_ids))
+
+        def completed(reports: list[Completion]) -> None:
+            relay.hand(reports)
+            order_completed.set()
+
+        app.state.exchanges.on_completed = completed
         loops = [
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
             every(settings.intake_interval, intake.accept_step, "intake confirmation"),
@@ -102,8 +107,8 @@ def build_app() -> FastAPI:
             await asyncio.gather(*running, return_exceptions=True)
             with suppress(Exception):  # else Shared hands them out again after their intake lease; none is lost
                 await asyncio.wait_for(intake.confirm_all(), CONFIRM_ON_STOP_SECONDS)
-            with suppress(Exception):  # else another replica sends them again, which Shared ignores
-                await to_thread.run_sync(relay.record_acknowledged)
+            with suppress(Exception):  # else another replica sends them later (again: Shared ignores it)
+                await to_thread.run_sync(relay.finish)
             with suppress(Exception):  # else the workers' next check-ins, within seconds, say it again
                 await to_thread.run_sync(check_ins.flush, settings.worker_ttl_seconds)
             await async_shared.close()

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from itertools import islice
@@ -164,26 +165,49 @@ class OutboxRelay:
         self.engine, self.client, self.interval = engine, client, interval
         self.on_reported = on_reported
         self.counted_all_at = -interval  # when a pass last took every changed count (monotonic)
+        self.claimed_at = -interval  # when a pass last read the outbox (monotonic)
+        self.in_hand: deque[tasks.Completion] = deque()  # completions this replica's exchanges handed over
         self.acknowledged: list[int] = []  # reports Shared took, to record as delivered with the next pass
         self.acknowledged_at = utcnow()
 
+    def hand(self, completed: list[tasks.Completion]) -> None:
+        """Reports of orders this replica's exchanges just completed, for the next pass to send as they are:
+        the other replicas' relays take them from the outbox only if this one has not acknowledged them within
+        SENDING_SECONDS (SQL.exchange)."""
+        self.in_hand.extend(completed)
+
+    def take_in_hand(self) -> list[tasks.Completion]:
+        """Up to a batch of the reports in hand, the first handed first."""
+        return [self.in_hand.popleft() for _ in range(min(len(self.in_hand), OUTBOX_BATCH))]
+
     def deliver_batch(self) -> bool:
         """Send due reports and changed counts to Shared in one call. One statement takes them and records
-        what Shared acknowledged in the previous pass (SQL.claim_reports: all a pass costs while there is
+        what Shared acknowledged in the passes before (SQL.claim_reports: all a pass costs while there is
         nothing to send); after the call, a statement only if Shared did not take a report, which is tried
         again later. Counts that did not reach Shared are flagged again. True when a batch was full.
 
-        Counts go at most every `interval`: a pass in between (woken by a completion) carries the reports
-        alone (Shared shows a completed order's fruits all done whatever counts it holds)."""
+        A pass woken by a completion within `interval` of the last one that read the outbox sends the reports
+        in hand alone, without a statement. Counts go at most every `interval` (Shared shows a completed order's
+        fruits all done whatever counts it holds)."""
         now, started = utcnow(), time.monotonic()
+        in_hand = self.take_in_hand()
+        if in_hand and started - self.claimed_at < self.interval:
+            self.send(in_hand, [])
+            return bool(self.in_hand)
+        self.claimed_at = started
         all_counts = started - self.counted_all_at >= self.interval
-        with autocommit(self.engine) as connection:
-            rows = connection.execute(SQL.claim_reports, dict(
-                now=now, until=now + timedelta(seconds=SENDING_SECONDS), limit=OUTBOX_BATCH,
-                progress_limit=PROGRESS_BATCH if all_counts else 0,
-                acknowledged=self.acknowledged, acknowledged_at=self.acknowledged_at)).all()
+        try:
+            with autocommit(self.engine) as connection:
+                rows = connection.execute(SQL.claim_reports, dict(
+                    now=now, until=now + timedelta(seconds=SENDING_SECONDS), limit=OUTBOX_BATCH,
+                    progress_limit=PROGRESS_BATCH if all_counts else 0,
+                    acknowledged=self.acknowledged, acknowledged_at=self.acknowledged_at)).all()
+        except Exception:  # the database away: the reports in hand wait for the next pass
+            self.in_hand.extendleft(reversed(in_hand))
+            raise
         self.acknowledged = []
-        reports = [row for row in rows if row.kind == "report"]
+        handed = {report.id for report in in_hand}  # due already if this relay was slow: sent once
+        reports = [row for row in rows if row.kind == "report" and row.id not in handed] + in_hand
         changed = [row.order_id for row in rows if row.kind == "counts"]
         if all_counts and len(changed) < PROGRESS_BATCH:
             self.counted_all_at = started
@@ -194,7 +218,7 @@ class OutboxRelay:
             if changed and not delivered:  # an error, or Shared unreachable: the next pass reports them
                 with autocommit(self.engine) as connection:
                     connection.execute(SQL.progress_due_again, dict(ids=changed))
-        return len(reports) == OUTBOX_BATCH or len(changed) == PROGRESS_BATCH
+        return len(reports) >= OUTBOX_BATCH or len(changed) == PROGRESS_BATCH or bool(self.in_hand)
 
     def send(self, reports: list, changed: list[int]) -> bool:
         """The taken `reports`, and the counts of the `changed` orders, read now. Returns whether Shared took
@@ -220,7 +244,7 @@ class OutboxRelay:
             self.on_reported([row.order_id for row in reports if row.order_id in known])
         # Left to the next pass while it comes well before another replica would send them again.
         if len(acknowledged) == len(reports) and self.interval <= ACKS_HELD_MAX:
-            self.acknowledged, self.acknowledged_at = acknowledged, utcnow()
+            self.acknowledged, self.acknowledged_at = self.acknowledged + acknowledged, utcnow()
             return delivered
         self.record_sent([row.id for row in reports], acknowledged)
         for row in reports:
@@ -235,8 +259,11 @@ class OutboxRelay:
             connection.execute(SQL.reports_sent, dict(ids=ids, delivered=acknowledged, now=utcnow(),
                                                       max_backoff=MAX_BACKOFF))
 
-    def record_acknowledged(self) -> None:
-        """Record the last pass's acknowledged reports now (Master stops): else they are sent again later."""
+    def finish(self) -> None:
+        """Send the reports in hand, and record those Shared acknowledged now (Master stops): else other
+        replicas send them later."""
+        while self.in_hand:
+            self.send(self.take_in_hand(), [])
         if self.acknowledged:
             self.record_sent(self.acknowledged, self.acknowledged)
             self.acknowledged = []

@@ -10,6 +10,10 @@ requests, never waiting for a timer.
 
 Failures and retried requests are first prepared on their own (tasks.prepare_exchange), as are, after the
 statement, successes it did not record (a stale lease, a retried post): both are rare.
+
+The reports of the orders a statement completes go to the replica's relay at once (`on_completed`), which
+sends them without reading them back from the outbox: they are due to the other replicas' relays only after
+SENDING_SECONDS, as a report a relay took to send.
 """
 
 import asyncio
@@ -22,8 +26,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from salad.contracts.work import LeasedTask, Report, ResultAck
 from salad.master import tasks
+from salad.master.background import SENDING_SECONDS
 from salad.master.metrics import EXCHANGE_BATCH
-from salad.master.tasks import Exchange, Exchanged
+from salad.master.tasks import Completion, Exchange, Exchanged
 
 MAX_TOGETHER = 64  # requests in one statement; the others go in the next
 RUNNING_AT_ONCE = 4  # a replica's exchange statements running at the same time (its pool has 10 connections)
@@ -33,8 +38,8 @@ class Exchanges:
     """A replica's exchange statements, a few at a time, each carrying the requests waiting for one."""
 
     def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float,
-                 on_completed: Callable[[], None] = lambda: None) -> None:
-        """`on_completed` is called when a statement completes orders (Master wakes its relay to Shared)."""
+                 on_completed: Callable[[list[Completion]], None] = lambda completed: None) -> None:
+        """`on_completed` is given the orders a statement completes (Master hands them to its relay)."""
         self.engine, self.lease_seconds, self.timeout_seconds = engine, lease_seconds, timeout_seconds
         self.on_completed = on_completed
         self._waiting: list[tuple[Exchange, asyncio.Future]] = []
@@ -92,7 +97,8 @@ class Exchanges:
         each part runs again alone, so that one request's failure is only its own. Any other error (the database
         away, a timeout) is every part's: running them one by one would only wait it out again and again."""
         try:
-            done = await run_in_threadpool(tasks.exchange_together, self.engine, parts, self.timeout_seconds)
+            done = await run_in_threadpool(tasks.exchange_together, self.engine, parts, self.timeout_seconds,
+                                           SENDING_SECONDS)
         except (DataError, IntegrityError) as exc:
             if len(parts) == 1:
                 settle(answers[0], exception=exc)
@@ -106,7 +112,7 @@ class Exchanges:
             return
         EXCHANGE_BATCH.observe(len(parts))
         if done.completed:
-            self.on_completed()
+            self.on_completed(done.completed)
         for answer, exchanged in zip(answers, done.parts):
             settle(answer, exchanged)
 

@@ -160,25 +160,30 @@ counted AS (
     RETURNING salads.order_id, salads.version, salads.finished_at, salads.preparation_time, locked.completes
 ),
 reported AS (
-    -- The completion's report to Shared, in the outbox: the relay delivers it until Shared acknowledges.
+    -- The completion's report to Shared, in the outbox: the relay delivers it until Shared acknowledges. It
+    -- is due to any replica's relay at :reports_due_at: Master's exchanges hand it to their own relay, which
+    -- sends it at once, and make it due a little later, so that no other relay sends it meanwhile.
     INSERT INTO outbox (order_id, version, status, finished_at, preparation_time, attempts, next_attempt_at)
     SELECT counted.order_id, counted.version, 'completed', counted.finished_at, counted.preparation_time, 0,
-           counted.finished_at
+           CAST(:reports_due_at AS timestamptz)
     FROM counted
     WHERE counted.completes
-    RETURNING outbox.order_id
+    RETURNING outbox.id, outbox.order_id, outbox.version, outbox.finished_at, outbox.preparation_time
 )
--- The answer: the tasks leased, the successes recorded (for the metrics), the orders completed.
+-- The answer: the tasks leased, the successes recorded (for the metrics), the orders completed (their
+-- reports: the outbox row's id, and the version, finish and preparation time it reports).
 SELECT 'leased' AS kind, claimed.id, claimed.order_id, claimed.fruit, claimed.execution_time, claimed.attempts,
        claimed.priority, claimed.queued_at, NULL AS claimed_at, NULL AS created_at, claimed.hand_out_rank,
-       claimed.lease_id, claimed.worker
+       claimed.lease_id, claimed.worker, CAST(NULL AS integer) AS version,
+       CAST(NULL AS timestamptz) AS finished_at, CAST(NULL AS float) AS preparation_time
 FROM claimed
 UNION ALL
 SELECT 'succeeded', succeeded.id, succeeded.order_id, succeeded.fruit, NULL, NULL, NULL, NULL,
-       succeeded.claimed_at, succeeded.created_at, NULL, succeeded.lease_id, NULL
+       succeeded.claimed_at, succeeded.created_at, NULL, succeeded.lease_id, NULL, NULL, NULL, NULL
 FROM succeeded
 UNION ALL
-SELECT 'completed', NULL, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'completed', reported.id, reported.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       reported.version, reported.finished_at, reported.preparation_time
 FROM reported;
 
 

@@ -140,18 +140,32 @@ class Exchanged(NamedTuple):
     leased: list[LeasedTask]
 
 
+class Completion(NamedTuple):
+    """An order's completion as its report to Shared waits in the outbox (row `id`)."""
+    id: int
+    order_id: int
+    version: int
+    finished_at: datetime
+    preparation_time: float
+    status: str = OrderStatus.COMPLETED.value
+    failure_reason: None = None
+    attempts: int = 0
+
+
 class Together(NamedTuple):
-    """What one exchange statement did: each request's part, and how many orders its successes completed."""
+    """What one exchange statement did: each request's part, and the orders its successes completed."""
     parts: list[Exchanged]
-    completed: int
+    completed: list[Completion]
 
 
-def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_seconds: float) -> Together:
+def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_seconds: float,
+                      reports_held: float = 0.0) -> Together:
     """Record the successes and lease the tasks of several requests in one statement that commits by itself
     (SQL.exchange): one round trip, one commit, and one countdown update per order for all of them.
 
     Each request's tasks come in hand-out order (priority, then the oldest order first, then the rank planned
-    at the split within an order), the first request's first.
+    at the split within an order), the first request's first. The reports of the orders completed are due to
+    every replica's relay `reports_held` seconds from now: a caller that sends them itself holds them.
     """
     now = utcnow()
     takers, taken = [], 0
@@ -162,13 +176,16 @@ def exchange_together(engine: Engine, exchanges: Sequence[Exchange], timeout_sec
         taken += terms["max_tasks"]
     successes = sorted((r for part in exchanges for r in part.successes), key=lambda r: r.id)
     with autocommit(engine) as connection:
-        rows = connection.execute(SQL.exchange, dict(now=now, max_tasks=taken, takers=json.dumps(takers),
-                                                     batch=success_batch(successes))).all()
+        rows = connection.execute(SQL.exchange, dict(
+            now=now, max_tasks=taken, takers=json.dumps(takers), batch=success_batch(successes),
+            reports_due_at=now + timedelta(seconds=reports_held))).all()
     leased = by_taker(row for row in rows if row.kind == "leased")
     succeeded = [row for row in rows if row.kind == "succeeded"]
     task_metrics.succeeded(succeeded, now)
-    if completed := sum(row.kind == "completed" for row in rows):
-        task_metrics.orders_finished(OrderStatus.COMPLETED, completed)
+    completed = [Completion(row.id, row.order_id, row.version, row.finished_at, row.preparation_time)
+                 for row in rows if row.kind == "completed"]
+    if completed:
+        task_metrics.orders_finished(OrderStatus.COMPLETED, len(completed))
     recorded = {(row.id, row.lease_id) for row in succeeded}  # a report under a stale lease is not its task's
     return Together([
         Exchanged({r.id for r in part.successes if (r.id, str(r.lease_id)) in recorded},
