@@ -232,13 +232,13 @@ def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, re
     lost = [task_id for task_id, status in tasks if status != "succeeded"]
     duplicated = sum(1 for n in prepared_tasks(stack).values() if n > 1)
     completed = completed_preparation_times(postgres_url)
-    delivered_once = (Counter(delivered) & completed).total()
+    collected = (Counter(delivered) & completed).total()  # completed salads handed out, each counted once
     attempts = failed_attempts(postgres_url)
 
     print(f"\nchaos: faults seen {dict(chaos.seen)}; orders {len(placed)} placed, "
           f"{orders_by_status(postgres_url).get('completed', 0)} completed, at least {min(open_at_faults)} "
           f"open at each fault; lost = {len(lost)}, duplicated = {duplicated}, "
-          f"delivered once = {delivered_once} ({len(delivered)} commands, {dict(retries)}); "
+          f"completed salads collected = {collected} ({len(delivered)} commands, {dict(retries)}); "
           f"{len(attempts)} attempts lost")
     if lost:
         explain(lost, attempts, chaos.log)

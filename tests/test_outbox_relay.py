@@ -2,18 +2,18 @@
 after a backoff, counts that did not reach it are flagged again, and nothing is lost while Shared is away."""
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
 import psycopg
+from sqlalchemy import event
 from salad.cli.stack import free_port
 from salad.contracts.work import Report
 from salad.core.auth import bearer_header
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
-from salad.master.background import SENDING_SECONDS, OutboxRelay
+from salad.master.background import ACKS_HELD_MAX, OUTBOX_BATCH, SENDING_SECONDS, OutboxRelay
 from salad.master.exchanges import Exchanges
 from salad.shared import orders
 
@@ -75,7 +75,7 @@ def test_a_finished_order_reaches_shared_at_once_not_at_the_relays_next_pass(pos
 
 
 def test_a_master_stopping_records_the_reports_shared_just_acknowledged(postgres_url, make_stack):
-    # A pass leaves what Shared acknowledged to the next pass's statement, 5 s off here (ACKS_HELD_MAX).
+    # A pass leaves what Shared acknowledged to the next read of the outbox, 5 s off here (ACKS_HELD_MAX).
     stack = make_stack(postgres_url, workers=1, time_scale=0, env={"SALAD_OUTBOX_INTERVAL": "5"})
     placed = order(stack, ["apple"])
     wait_until(lambda: get_order(stack, placed["id"])["status"] == "completed", timeout=10,
@@ -89,34 +89,65 @@ def test_a_master_stopping_records_the_reports_shared_just_acknowledged(postgres
 
 def test_a_completion_goes_to_shared_from_its_relays_hand_and_no_other_relay_takes_it(postgres_url,
                                                                                       make_stack):
-    """An exchange that completes an order hands its report to its replica's relay, which sends it as it is,
-    reading nothing from the outbox. There it is due to other relays only after SENDING_SECONDS, so none sends
-    it meanwhile; the next pass that reads the outbox records that Shared acknowledged it."""
+    """An exchange that completes an order hands its report to its replica's relay, whose pass sends it as it
+    is, with no statement. In the outbox it is due to other relays only after SENDING_SECONDS, so none sends
+    it meanwhile; the relay's next read of the outbox records that Shared acknowledged it."""
     stack = make_stack(postgres_url, workers=0)
     stack.stop_service(stack.find("master"))  # this test is the Master: its exchanges and two relays
     placed = order(stack, ["apple"])
     engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     try:
         tasks.split_orders(engine, [tasks.NewOrder(placed["id"], ["apple"], [1], 0, datetime.now(UTC))], 3)
         [task] = tasks.claim(engine, "w1", 1, lease_seconds=30, timeout_seconds=60)
         headers = bearer_header(stack.tokens["master"])
         with httpx.Client(base_url=stack.shared_url, headers=headers) as client:
-            relay, other = (OutboxRelay(engine, client, interval=1.0) for _ in range(2))
+            relay, other = (OutboxRelay(engine, client, interval=ACKS_HELD_MAX) for _ in range(2))
             relay.deliver_batch()  # reads the outbox: nothing to send yet
-            exchanges = Exchanges(engine, lease_seconds=30, timeout_seconds=60, on_completed=relay.hand)
+            exchanges = Exchanges(engine, lease_seconds=30, timeout_seconds=60)
+            exchanges.report_to(relay.hand, SENDING_SECONDS)
             done = Report(id=task.id, lease_id=task.lease_id, outcome="succeeded", result="ok")
             asyncio.run(exchanges.exchange("w1", [done], 0, lease=str(uuid4())))
             other.deliver_batch()
-            sent_by_other = other.acknowledged
             shown_before = get_order(stack, placed["id"])["status"]
-            relay.deliver_batch()  # woken by the completion, within a second of the pass that read the outbox
+            before = len(statements)
+            relay.deliver_batch()  # woken by the completion, within seconds of its last read of the outbox
+            statements_run = len(statements) - before
             shown = get_order(stack, placed["id"])["status"]
             _, delivered_then, due_in, _ = outbox_row(postgres_url, placed["id"])
-            time.sleep(1.0)
-            relay.deliver_batch()  # reads the outbox again, recording what Shared acknowledged
+            relay.deliver_batch()  # nothing in hand: reads the outbox, recording what Shared acknowledged
     finally:
         engine.dispose()
-    assert sent_by_other == [] and shown_before == "pending", "the other relay sent nothing"
-    assert shown == "completed" and not delivered_then
+    assert shown_before == "pending", "the other relay sent nothing"
+    assert shown == "completed" and statements_run == 0 and not delivered_then
     assert SENDING_SECONDS - 5 < due_in <= SENDING_SECONDS, "due to other relays only if this one stops"
     assert outbox_row(postgres_url, placed["id"])[:2] == (0, True), "delivered, at the first attempt"
+
+
+def test_a_relay_behind_reads_the_outbox_again_at_once_whatever_it_holds_in_hand(postgres_url, make_stack):
+    """A read of the outbox that filled a batch is followed at once by another, even when a completion woke
+    the pass with reports in hand: else a relay that fell behind (Shared away a while) caught up a batch per
+    SALAD_OUTBOX_INTERVAL."""
+    stack = make_stack(postgres_url, workers=0)
+    stack.stop_service(stack.find("master"))  # this test is the Master
+    placed = [order(stack, ["apple"])["id"] for _ in range(OUTBOX_BATCH + 2)]
+    engine = make_engine(sqlalchemy_url(postgres_url), planner=tasks.PLANNER)
+    try:
+        now = datetime.now(UTC)
+        tasks.split_orders(engine, [tasks.NewOrder(o, ["apple"], [1], 0, now) for o in placed], 3)
+        done = [Report(id=t.id, lease_id=t.lease_id, outcome="succeeded", result="ok")
+                for t in tasks.claim(engine, "w1", len(placed), lease_seconds=30, timeout_seconds=60)]
+        tasks.exchange(engine, "w1", done[:-1], 0, lease_seconds=30, timeout_seconds=60)  # due in the outbox
+        headers = bearer_header(stack.tokens["master"])
+        with httpx.Client(base_url=stack.shared_url, headers=headers) as client:
+            relay = OutboxRelay(engine, client, interval=60)
+            behind = relay.deliver_batch()  # a full batch of the due reports
+            exchanges = Exchanges(engine, lease_seconds=30, timeout_seconds=60)
+            exchanges.report_to(relay.hand, SENDING_SECONDS)
+            asyncio.run(exchanges.exchange("w1", done[-1:], 0, lease=str(uuid4())))  # one in hand
+            relay.deliver_batch()
+    finally:
+        engine.dispose()
+    assert behind, "the batch was full: the relay passes again at once"
+    assert [get_order(stack, order_id)["status"] for order_id in placed] == ["completed"] * len(placed)

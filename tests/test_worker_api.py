@@ -199,7 +199,8 @@ def test_an_exchange_records_a_batch_of_results_each_on_its_own_and_leases_more(
     assert [t["id"] for t in answer["tasks"]] == [third["id"]], "the failed fruit is queued again, leased here"
     retried = answer["tasks"][0]
     assert retried["attempt"] == 2
-    assert get_order(stack, placed["id"])["status"] == "in_progress"
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "in_progress", 5,
+               message="the order in progress (confirmed within SALAD_INTAKE_INTERVAL)")
 
     last = exchange(master, [{"id": t["id"], "lease_id": t["lease_id"], **done} for t in (second, retried, fourth)])
     assert [a["status"] for a in last["results"]] == ["succeeded"] * 3 and last["tasks"] == []
@@ -248,7 +249,8 @@ def test_a_result_posted_alone_leases_nothing_and_leaves_the_queue_as_it_was(sta
     assert after[taken["id"]][0] == "succeeded"
     others = sorted(set(before) - {taken["id"]})
     assert [after[i] for i in others] == [before[i] for i in others] == [("queued", 0, None, None)] * 2
-    assert get_order(stack, placed["id"])["status"] == "in_progress"
+    wait_until(lambda: get_order(stack, placed["id"])["status"] == "in_progress", 5,
+               message="the order in progress (confirmed within SALAD_INTAKE_INTERVAL)")
 
 
 def test_concurrent_exchanges_finishing_the_same_orders_complete_each_exactly_once(stack, master):

@@ -74,7 +74,8 @@ class MasterSettings(ApiSettings):
     worker_ttl_seconds: float = Field(15.0, gt=0)  # a worker unseen for this long is not live
     max_claim_wait: float = Field(30.0, ge=0)  # longest long-poll a worker may ask for
     max_tasks_per_claim: int = Field(100, ge=1)
-    intake_interval: float = Field(0.5, gt=0)  # seconds between polls of Shared for new orders
+    intake_interval: float = Field(0.5, gt=0)  # seconds between polls of Shared for new orders, and between
+    # confirmations of the orders split meanwhile
     reaper_interval: float = Field(1.0, gt=0)  # seconds between scans for expired leases
     outbox_interval: float = Field(0.5, gt=0)  # seconds between relay passes; see OutboxRelay
     execution_time_min: int = Field(4, ge=0)  # seconds; each fruit's time is drawn in [min, max] as in the seed

@@ -18,7 +18,7 @@ from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
 from salad.core.web import create_app, tune_garbage_collector
 from salad.master import api, registry, seed
-from salad.master.background import REPORT_LINGER, Intake, OutboxRelay, Reaper
+from salad.master.background import REPORT_LINGER, SENDING_SECONDS, Intake, OutboxRelay, Reaper
 from salad.master.exchanges import Exchanges
 from salad.master.metrics import METRICS, REGISTRY
 from salad.master.tasks import PLANNER, Completion, prune_finished
@@ -82,7 +82,7 @@ def build_app() -> FastAPI:
             relay.hand(reports)
             order_completed.set()
 
-        app.state.exchanges.on_completed = completed
+        app.state.exchanges.report_to(completed, SENDING_SECONDS)
         loops = [
             every(settings.intake_interval, intake.step, "intake", wake=order_placed),
             every(settings.intake_interval, intake.accept_step, "intake confirmation"),

@@ -34,8 +34,9 @@ PROGRESS_BATCH = 100  # orders whose changed counts one report call carries (Sha
 INTAKE_BATCH = 20
 ACCEPT_BATCH = 100  # order ids per confirmation (Shared's limit)
 REPORT_LINGER = 0.02  # seconds a woken relay pass waits, so that the completions of that while share one call
-SENDING_SECONDS = 15.0  # a report taken to send is due again after this (its relay may have stopped)
-ACKS_HELD_MAX = 5.0  # passes at most this far apart leave what Shared acknowledged to the next pass to record
+SENDING_SECONDS = 15.0  # a report taken to send, or handed to a relay, is due again after this (its relay may
+# have stopped)
+ACKS_HELD_MAX = 5.0  # reads of the outbox this far apart at most leave what Shared acknowledged to the next
 CAPACITIES_MAX_AGE = 1.0  # seconds a read of the live workers serves hand-out plans: Intake.live_workers
 
 
@@ -165,7 +166,8 @@ class OutboxRelay:
         self.engine, self.client, self.interval = engine, client, interval
         self.on_reported = on_reported
         self.counted_all_at = -interval  # when a pass last took every changed count (monotonic)
-        self.claimed_at = -interval  # when a pass last read the outbox (monotonic)
+        self.outbox_read_at = -interval  # when a pass last read the outbox (monotonic)
+        self.more_due = False  # that read filled a batch: the next pass reads again
         self.in_hand: deque[tasks.Completion] = deque()  # completions this replica's exchanges handed over
         self.acknowledged: list[int] = []  # reports Shared took, to record as delivered with the next pass
         self.acknowledged_at = utcnow()
@@ -184,17 +186,22 @@ class OutboxRelay:
         """Send due reports and changed counts to Shared in one call. One statement takes them and records
         what Shared acknowledged in the passes before (SQL.claim_reports: all a pass costs while there is
         nothing to send); after the call, a statement only if Shared did not take a report, which is tried
-        again later. Counts that did not reach Shared are flagged again. True when a batch was full.
+        again later. Counts that did not reach Shared are flagged again. True when a batch was full, or
+        reports remain in hand.
 
         A pass woken by a completion within `interval` of the last one that read the outbox sends the reports
-        in hand alone, without a statement. Counts go at most every `interval` (Shared shows a completed order's
-        fruits all done whatever counts it holds)."""
+        in hand alone, without a statement, unless that read filled a batch. Counts go at most every
+        `interval` (Shared shows a completed order's fruits all done whatever counts it holds)."""
         now, started = utcnow(), time.monotonic()
         in_hand = self.take_in_hand()
-        if in_hand and started - self.claimed_at < self.interval:
-            self.send(in_hand, [])
+        if in_hand and not self.more_due and started - self.outbox_read_at < self.interval:
+            try:
+                self.send(in_hand, [])
+            except Exception:  # before Shared's answer was recorded: they stay in hand
+                self.put_back(in_hand)
+                raise
             return bool(self.in_hand)
-        self.claimed_at = started
+        self.outbox_read_at = started
         all_counts = started - self.counted_all_at >= self.interval
         try:
             with autocommit(self.engine) as connection:
@@ -203,12 +210,14 @@ class OutboxRelay:
                     progress_limit=PROGRESS_BATCH if all_counts else 0,
                     acknowledged=self.acknowledged, acknowledged_at=self.acknowledged_at)).all()
         except Exception:  # the database away: the reports in hand wait for the next pass
-            self.in_hand.extendleft(reversed(in_hand))
+            self.put_back(in_hand)
             raise
         self.acknowledged = []
-        handed = {report.id for report in in_hand}  # due already if this relay was slow: sent once
-        reports = [row for row in rows if row.kind == "report" and row.id not in handed] + in_hand
+        in_hand_ids = {report.id for report in in_hand}  # due already if this relay was slow: sent once
+        due = [row for row in rows if row.kind == "report" and row.id not in in_hand_ids]
         changed = [row.order_id for row in rows if row.kind == "counts"]
+        self.more_due = len(due) == OUTBOX_BATCH or len(changed) == PROGRESS_BATCH
+        reports = due + in_hand
         if all_counts and len(changed) < PROGRESS_BATCH:
             self.counted_all_at = started
         delivered = False
@@ -218,7 +227,11 @@ class OutboxRelay:
             if changed and not delivered:  # an error, or Shared unreachable: the next pass reports them
                 with autocommit(self.engine) as connection:
                     connection.execute(SQL.progress_due_again, dict(ids=changed))
-        return len(reports) >= OUTBOX_BATCH or len(changed) == PROGRESS_BATCH or bool(self.in_hand)
+        return self.more_due or bool(self.in_hand)
+
+    def put_back(self, in_hand: list[tasks.Completion]) -> None:
+        """Reports taken from the hand and not sent: first again."""
+        self.in_hand.extendleft(reversed(in_hand))
 
     def send(self, reports: list, changed: list[int]) -> bool:
         """The taken `reports`, and the counts of the `changed` orders, read now. Returns whether Shared took
@@ -242,9 +255,11 @@ class OutboxRelay:
         acknowledged = [row.id for row in reports if row.order_id in known]
         if known:
             self.on_reported([row.order_id for row in reports if row.order_id in known])
-        # Left to the next pass while it comes well before another replica would send them again.
+        # Left to the next read of the outbox, well before another replica would send them again.
         if len(acknowledged) == len(reports) and self.interval <= ACKS_HELD_MAX:
-            self.acknowledged, self.acknowledged_at = self.acknowledged + acknowledged, utcnow()
+            if not self.acknowledged:
+                self.acknowledged_at = utcnow()
+            self.acknowledged += acknowledged
             return delivered
         self.record_sent([row.id for row in reports], acknowledged)
         for row in reports:
@@ -262,11 +277,13 @@ class OutboxRelay:
     def finish(self) -> None:
         """Send the reports in hand, and record those Shared acknowledged now (Master stops): else other
         replicas send them later."""
-        while self.in_hand:
-            self.send(self.take_in_hand(), [])
-        if self.acknowledged:
-            self.record_sent(self.acknowledged, self.acknowledged)
-            self.acknowledged = []
+        try:
+            while self.in_hand:
+                self.send(self.take_in_hand(), [])
+        finally:
+            if self.acknowledged:
+                self.record_sent(self.acknowledged, self.acknowledged)
+                self.acknowledged = []
 
     async def step(self) -> bool:
         return await to_thread.run_sync(self.deliver_batch)

@@ -11,9 +11,9 @@ requests, never waiting for a timer.
 Failures and retried requests are first prepared on their own (tasks.prepare_exchange), as are, after the
 statement, successes it did not record (a stale lease, a retried post): both are rare.
 
-The reports of the orders a statement completes go to the replica's relay at once (`on_completed`), which
+The reports of the orders a statement completes go to the replica's relay at once (`report_to`), which
 sends them without reading them back from the outbox: they are due to the other replicas' relays only after
-SENDING_SECONDS, as a report a relay took to send.
+`reports_held` seconds, as a report a relay took to send.
 """
 
 import asyncio
@@ -26,7 +26,6 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from salad.contracts.work import LeasedTask, Report, ResultAck
 from salad.master import tasks
-from salad.master.background import SENDING_SECONDS
 from salad.master.metrics import EXCHANGE_BATCH
 from salad.master.tasks import Completion, Exchange, Exchanged
 
@@ -37,13 +36,17 @@ RUNNING_AT_ONCE = 4  # a replica's exchange statements running at the same time 
 class Exchanges:
     """A replica's exchange statements, a few at a time, each carrying the requests waiting for one."""
 
-    def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float,
-                 on_completed: Callable[[list[Completion]], None] = lambda completed: None) -> None:
-        """`on_completed` is given the orders a statement completes (Master hands them to its relay)."""
+    def __init__(self, engine: Engine, lease_seconds: float, timeout_seconds: float) -> None:
         self.engine, self.lease_seconds, self.timeout_seconds = engine, lease_seconds, timeout_seconds
-        self.on_completed = on_completed
+        self.on_completed: Callable[[list[Completion]], None] = lambda completed: None
+        self.reports_held = 0.0  # no relay takes them: due to every relay at once
         self._waiting: list[tuple[Exchange, asyncio.Future]] = []
         self._running: set[asyncio.Task] = set()  # the statements' runners (referenced while they run)
+
+    def report_to(self, hand: Callable[[list[Completion]], None], held: float) -> None:
+        """Hand the reports of the orders a statement completes to `hand` (the replica's relay), which sends
+        them at once; they are due to the other replicas' relays only `held` seconds later."""
+        self.on_completed, self.reports_held = hand, held
 
     async def exchange(self, worker: str, reports: list[Report], max_tasks: int, lease: str,
                        retry: bool = False) -> tuple[list[ResultAck], list[LeasedTask]]:
@@ -98,7 +101,7 @@ class Exchanges:
         away, a timeout) is every part's: running them one by one would only wait it out again and again."""
         try:
             done = await run_in_threadpool(tasks.exchange_together, self.engine, parts, self.timeout_seconds,
-                                           SENDING_SECONDS)
+                                           self.reports_held)
         except (DataError, IntegrityError) as exc:
             if len(parts) == 1:
                 settle(answers[0], exception=exc)

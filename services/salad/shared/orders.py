@@ -170,8 +170,9 @@ def claim_for_intake(engine: Engine, limit: int, lease_seconds: float) -> list[I
 def accept(engine: Engine, order_ids: list[int]) -> dict[int, str]:
     """Master has split these orders into tasks. Idempotent. Returns each known order's status.
 
-    Master confirms a moment after the split, so a quick order may already be reported finished: it keeps
-    its status and gets an accepted_at no later than its completion. One statement, committing by itself."""
+    Master confirms its orders split in the last SALAD_INTAKE_INTERVAL, so a quick order may already be
+    reported finished (its report confirmed it): it keeps its status and gets an accepted_at no later than
+    its completion. One statement, committing by itself."""
     with autocommit(engine) as connection:
         return dict(connection.execute(SQL.accept, dict(ids=order_ids, now=utcnow())).all())
 
