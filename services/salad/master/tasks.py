@@ -141,7 +141,8 @@ class Exchanged(NamedTuple):
 
 
 class Completion(NamedTuple):
-    """An order's completion as its report to Shared waits in the outbox (row `id`)."""
+    """An order's completion: the report to Shared its exchange wrote in the outbox (row `id`), with every
+    column the relay sends of a row (the last three as a new completion's)."""
     id: int
     order_id: int
     version: int
