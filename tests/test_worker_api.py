@@ -2,6 +2,7 @@
 
 import http.client
 import resource
+import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -537,3 +538,21 @@ def test_a_task_past_its_time_limit_is_stopped_on_the_worker_and_retried_then_fa
     assert final["status"] == "failed"
     assert "failed after 2 attempts: stopped after 0.5 s on worker worker-1" in final["failure_reason"]
     assert final["tasks"][0]["attempts"] == 2
+
+
+def test_a_master_stopping_answers_its_long_polls_at_once_with_no_task(stack, master):
+    """On SIGTERM, Master answers the claims waiting on it with no task there and then (their workers claim
+    again elsewhere, or once it is back), and stops: it does not keep them, and its restart, waiting until
+    each long-poll runs out."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(master.post, "/v1/tasks/claim", json={"worker": "w1", "wait": 30})
+        time.sleep(1.0)  # the claim found the queue empty and waits
+        assert not waiting.done()
+        started = time.monotonic()
+        stack.find("master").signal(signal.SIGTERM)
+        answer = waiting.result(timeout=10)
+        answered_after = time.monotonic() - started
+    stack.find("master").process.wait(10)  # after its shutdown, uvicorn ends by the signal it was sent
+
+    assert answer.status_code == 200 and answer.json()["tasks"] == []
+    assert answered_after < 5, f"answered {answered_after:.1f} s after SIGTERM, not when its wait ran out"

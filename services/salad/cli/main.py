@@ -1,9 +1,10 @@
 """`salad`: run the services, a local stack or a demo, and order and follow salads."""
 
+import sys
 from typing import Annotated
 
 import typer
-import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
 from salad import __version__
 from salad.cli import local, salads, watch
@@ -11,6 +12,7 @@ from salad.cli.common import EXIT_CODES, console
 from salad.cli.usage import SaladCommand, SaladGroup
 from salad.core.limits import raise_open_files_limit
 from salad.core.logs import logging_config, setup_logging
+from salad.core.serving import serve
 from salad.core.settings import DatabaseSettings, master_settings, shared_settings, worker_settings
 
 app = typer.Typer(
@@ -19,7 +21,8 @@ app = typer.Typer(
     help="Fruit salads prepared in parallel over REST.",
     epilog="Start with: salad up (a local stack), then salad order apple banana kiwi --wait, or salad demo. "
            "Run salad COMMAND -h for a command's options and examples.\n\n" + EXIT_CODES)
-MASTER_GRACEFUL_SECONDS = 35  # uvicorn waits this long for open long-polls (SALAD_MAX_CLAIM_WAIT=30) on SIGTERM
+MASTER_GRACEFUL_SECONDS = 35  # at most, uvicorn waits this long for requests in flight on SIGTERM (Master answers
+# its long-polls at once then: salad.core.serving)
 
 
 def show_version(value: bool) -> None:
@@ -50,8 +53,9 @@ def run_server(factory: str, host: str, port: int, log_level: str, **kwargs) -> 
     raise_open_files_limit()
     # access_log off: the logging config drops uvicorn.access anyway, but uvicorn would still format each
     # request's log arguments before the logger declines them
-    uvicorn.run(factory, factory=True, host=host, port=port, log_config=logging_config(log_level),
-                proxy_headers=True, access_log=False, **kwargs)
+    if not serve(factory, host=host, port=port, log_config=logging_config(log_level), proxy_headers=True,
+                 access_log=False, **kwargs):
+        sys.exit(STARTUP_FAILURE)
 
 
 @app.command(cls=SaladCommand, rich_help_panel=SERVICES)

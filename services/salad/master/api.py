@@ -93,7 +93,7 @@ async def exchange_and_wait(request: Request, body: ClaimRequest | ExchangeReque
 async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, results: list[Report],
                         lease: str, stop: asyncio.Future) -> tuple[list[ResultAck], list[LeasedTask]]:
     """Record the results and lease tasks under `lease`; with none to lease, wait for some (long-poll)
-    until the deadline or `stop`."""
+    until the deadline, `stop`, or the replica stopping."""
     settings, signal, exchanges = master_settings(), request.app.state.signal, request.app.state.exchanges
     worker, max_tasks = body.worker, min(body.max_tasks, settings.max_tasks_per_claim)
     deadline = time.monotonic() + min(body.wait, settings.max_claim_wait)
@@ -106,7 +106,7 @@ async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, 
         acks, leased = [], []
     hang_up = None
     try:
-        while not leased and max_tasks and not stop.done():
+        while not leased and max_tasks and not stop.done() and not signal.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -117,7 +117,7 @@ async def lease_or_wait(request: Request, body: ClaimRequest | ExchangeRequest, 
             # woken (it claims), or handed a split's tasks
             leased = await signal.wait(remaining, worker, max_tasks, since=read_at, gone=stop, lease=lease)
             if not leased and not stop.done():
-                if time.monotonic() >= deadline - 0.001:  # ran out: the next long-poll claims if need be
+                if time.monotonic() >= deadline - 0.001 or signal.stopping:  # the next long-poll claims
                     break
                 read_at = signal.fired
                 leased = await exchanges.claim(worker, max_tasks, lease)

@@ -16,6 +16,7 @@ from salad.core.db import make_engine
 from salad.core.loops import every, retention
 from salad.core.migrate import schema_is_current
 from salad.core.settings import master_settings
+from salad.core.serving import when_stopping
 from salad.core.web import create_app, tune_garbage_collector
 from salad.master import api, registry, seed
 from salad.master.background import REPORT_LINGER, SENDING_SECONDS, Intake, OutboxRelay, Reaper
@@ -69,6 +70,7 @@ def build_app() -> FastAPI:
         signal, order_placed = QueueSignal(), asyncio.Event()
         order_completed = asyncio.Event()  # set by an exchange that completes orders: wakes the relay
         app.state.signal, app.state.attempts = signal, Attempts()
+        forget_signal = when_stopping(signal.stop)  # long-polls answered at once, not when they run out
         check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
@@ -101,6 +103,7 @@ def build_app() -> FastAPI:
         try:
             yield
         finally:
+            forget_signal()
             REGISTRY.unregister(collector)
             for task in running:
                 task.cancel()

@@ -51,6 +51,7 @@ class QueueSignal:
         self._waiting: dict[asyncio.Future, Waiting] = {}  # oldest first
         self.fired = 0  # how many times tasks were queued: see `wait`'s `since`
         self._empty_at: int | None = None  # `fired` when a claim here last found fewer tasks than asked
+        self.stopping = False  # the replica stops: no claim waits any more
 
     @property
     def waiting(self) -> int:
@@ -67,6 +68,12 @@ class QueueSignal:
             del self._waiting[future]
             if not future.done():
                 future.set_result([])
+
+    def stop(self) -> None:
+        """The replica stops: every waiting claim is answered now, with no task, and none waits from here on
+        (its worker claims again, from another replica or once this one is back)."""
+        self.stopping = True
+        self.wake(len(self._waiting))
 
     def known_empty(self, read_at: int) -> bool:
         """Did a claim here find the queue short, with no task queued since `read_at` (`fired` then)?"""
@@ -113,7 +120,7 @@ class QueueSignal:
         `since`: `fired` when the caller last read the queue. Tasks queued after that read, before this wait,
         woke nobody: it then returns [] at once instead of leaving them queued until a probe.
         """
-        if since is not None and since != self.fired:
+        if self.stopping or (since is not None and since != self.fired):
             return []
         loop = asyncio.get_running_loop()
         future = loop.create_future()
