@@ -314,7 +314,7 @@ def test_worker_grace_period_covers_the_longest_task(manifest_set):
     assert spec["terminationGracePeriodSeconds"] > grace + pre_stop_seconds(c)
 
 
-def test_master_grace_period_covers_open_long_polls(manifest_set):
+def test_master_grace_period_covers_its_graceful_shutdown(manifest_set):
     from salad.cli import main
 
     waits_for = getattr(main, "MASTER_GRACEFUL_SECONDS", None)

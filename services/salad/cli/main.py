@@ -4,7 +4,7 @@ import sys
 from typing import Annotated
 
 import typer
-from uvicorn.main import STARTUP_FAILURE
+from uvicorn.config import STARTUP_FAILURE
 
 from salad import __version__
 from salad.cli import local, salads, watch
@@ -22,7 +22,7 @@ app = typer.Typer(
     epilog="Start with: salad up (a local stack), then salad order apple banana kiwi --wait, or salad demo. "
            "Run salad COMMAND -h for a command's options and examples.\n\n" + EXIT_CODES)
 MASTER_GRACEFUL_SECONDS = 35  # at most, uvicorn waits this long for requests in flight on SIGTERM (Master answers
-# its long-polls at once then: salad.core.serving)
+# its long-polls at once: salad.core.serving; this bounds the rest, a split or an exchange in a slow database)
 
 
 def show_version(value: bool) -> None:

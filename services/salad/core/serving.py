@@ -1,39 +1,37 @@
-"""uvicorn's server, telling the app at once when a signal asks it to stop.
+"""uvicorn's server, telling the app the moment it starts to shut down.
 
 uvicorn tells an app it stops (lifespan shutdown) only once every open request is answered. Master's open
 requests are mostly long-polls that wait for tasks up to SALAD_MAX_CLAIM_WAIT: told only then, it kept its
 workers waiting for nothing, and its restart, for as long. An app registers with `when_stopping` what to do
-the moment the signal comes (Master answers its long-polls, with no task).
+once the server has stopped accepting connections and asked the open ones to close after their answer
+(Master answers its long-polls, with no task: its workers claim again elsewhere, or once it is back).
 """
 
 import asyncio
+import socket
 from collections.abc import Callable
-from types import FrameType
 
 import uvicorn
 
-_on_signal: list[Callable[[], None]] = []
+_on_shutdown: list[Callable[[], None]] = []
 
 
 def when_stopping(callback: Callable[[], None]) -> Callable[[], None]:
-    """Run `callback` on the running event loop when a signal asks the server to stop. Returns what
+    """Run `callback` on the running event loop when the server starts to shut down. Returns what
     unregisters it (the app's lifespan ends)."""
-    loop = asyncio.get_running_loop()
-
-    def notify() -> None:  # called from the signal handler: the loop runs the callback at its next turn
-        loop.call_soon_threadsafe(callback)
-
-    _on_signal.append(notify)
-    return lambda: _on_signal.remove(notify)
+    _on_shutdown.append(callback)
+    return lambda: _on_shutdown.remove(callback)
 
 
 class Server(uvicorn.Server):
-    """uvicorn.Server, which also runs what the app registered with `when_stopping` on SIGINT or SIGTERM."""
+    """uvicorn.Server, which runs what the app registered with `when_stopping` as it shuts down."""
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        for notify in list(_on_signal):
-            notify()
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        shutting_down = asyncio.ensure_future(super().shutdown(sockets))
+        await asyncio.sleep(0)  # uvicorn closes its listeners and marks the open connections to close first
+        for callback in list(_on_shutdown):
+            callback()
+        await shutting_down
 
 
 def serve(factory: str, **options) -> bool:

@@ -70,7 +70,6 @@ def build_app() -> FastAPI:
         signal, order_placed = QueueSignal(), asyncio.Event()
         order_completed = asyncio.Event()  # set by an exchange that completes orders: wakes the relay
         app.state.signal, app.state.attempts = signal, Attempts()
-        forget_signal = when_stopping(signal.stop)  # long-polls answered at once, not when they run out
         check_ins = app.state.check_ins
         headers = bearer_header(settings.master_token)
         async_shared = http.session(SHARED_TIMEOUT_SECONDS, headers)
@@ -100,6 +99,7 @@ def build_app() -> FastAPI:
         running = [asyncio.create_task(loop) for loop in loops]
         REGISTRY.register(collector)
         tune_garbage_collector()
+        forget_signal = when_stopping(signal.stop)  # long-polls answered at once, not when they run out
         try:
             yield
         finally:
