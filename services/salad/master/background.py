@@ -252,9 +252,10 @@ class OutboxRelay:
             known, delivered = {state["id"] for state in response.json()}, True
         except httpx.HTTPError as exc:
             problem = str(exc)
-        acknowledged = [row.id for row in reports if row.order_id in known]
-        if known:
-            self.on_reported([row.order_id for row in reports if row.order_id in known])
+        taken = [row for row in reports if row.order_id in known]
+        if taken:
+            self.on_reported([row.order_id for row in taken])
+        acknowledged = [row.id for row in taken]
         # Left to the next read of the outbox, well before another replica would send them again.
         if len(acknowledged) == len(reports) and self.interval <= ACKS_HELD_MAX:
             if not self.acknowledged:
