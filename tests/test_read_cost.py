@@ -2,6 +2,8 @@
 the SQL of a scrape of /metrics and of a dashboard read (twice a second while a web page is open), explained
 with ANALYZE on 200,000 finished orders, reads none of them, but the newest few the dashboard lists."""
 
+import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -12,7 +14,7 @@ from salad.core.models import OrderStatus
 from salad.shared import orders
 from salad.shared.app import OrdersCollector
 from salad.shared.dashboard import RECENT_SCAN, read_dashboard
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 FINISHED = 200_000
 OPEN = {"pending": 3, "in_progress": 2}
@@ -127,5 +129,32 @@ def test_the_dashboard_totals_follow_status_changes_and_outlive_retention(postgr
         assert totals() == (2, 0)
         assert orders.prune_finished(engine, done_at + timedelta(seconds=1), 100) == 2
         assert totals() == (2, 0), "all time: retention deletes orders, not what they counted"
+    finally:
+        engine.dispose()
+
+
+def test_the_dashboard_totals_stay_exact_under_crossing_report_batches(postgres_url):
+    """Reports sent from several threads at once, in batches that cross (as two Masters' relays do), each
+    applied in one statement: no deadlock, and the totals equal a count of the orders."""
+    engine = make_engine(postgres_url, pool_size=4)
+    rng = random.Random(7)
+    statuses = [OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.IN_PROGRESS]
+
+    def batch(ids: list[int]) -> list[OrderReport]:
+        return [OrderReport(order_id=i, version=rng.randint(1, 20), status=(status := rng.choice(statuses)),
+                            finished_at=None if status == OrderStatus.IN_PROGRESS else datetime.now(UTC))
+                for i in ids]
+
+    try:
+        ids = [order.id for order, _ in (orders.create_order(engine, ["kiwi"]) for _ in range(30))]
+        orders.accept(engine, ids)
+        batches = [batch(rng.sample(ids, 12)) for _ in range(80)]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda reports: orders.apply_reports(engine, reports), batches))
+        with engine.connect() as conn:
+            counted = dict(conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status")).all())
+        dashboard = read_dashboard(engine, master=None)
+        assert (dashboard.completed, dashboard.failed) == (counted.get("completed", 0), counted.get("failed", 0))
+        assert dashboard.completed and dashboard.failed
     finally:
         engine.dispose()

@@ -56,8 +56,8 @@ class Order(SQLModel, table=True):
 
 
 class OrderTotals(SQLModel, table=True):
-    """Orders completed and failed, all time: one row (id 1), kept by a trigger on `orders` (migration 0007),
-    so the dashboard reads them without counting every finished order."""
+    """Orders completed and failed, all time: one row (id 1), kept by a trigger on `orders` (migrations 0007
+    and 0009), so the dashboard reads them without counting every finished order."""
 
     __tablename__ = "order_totals"
 
