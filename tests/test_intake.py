@@ -16,6 +16,7 @@ from salad.core.models import OrderStatus
 from salad.core.settings import MasterSettings
 from salad.master import tasks
 from salad.master.background import Intake, OutboxRelay
+from salad.master import wakeup
 from salad.master.wakeup import QueueSignal
 from salad.shared import orders
 from salad.shared.metrics import REGISTRY
@@ -179,3 +180,48 @@ def test_a_report_and_counts_of_one_order_apply_together_and_older_ones_change_n
     finally:
         engine.dispose()
     assert (listed.status, listed.counts, listed.preparation_time) == (OrderStatus.COMPLETED, FruitCounts(done=2), 0.5)
+
+
+def test_each_order_wakes_one_replicas_intake_and_a_lone_replica_takes_every_turn(postgres_url, monkeypatch):
+    """Two replicas listening take turns by order id; once one stops listening, the other wakes for all."""
+    monkeypatch.setattr(wakeup, "TURNS_REFRESH", 0.2)
+    engine = make_engine(sqlalchemy_url(postgres_url))
+
+    async def woken_by(events: list[asyncio.Event]) -> list[int]:
+        """Place an order, and say which replicas' intakes it woke."""
+        for event in events:
+            event.clear()
+        await asyncio.to_thread(orders.create_order, engine, ["kiwi"])
+        await asyncio.wait([asyncio.create_task(event.wait()) for event in events], timeout=5,
+                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0.2)  # the other one's notification, if it comes, is as quick
+        return [i for i, event in enumerate(events) if event.is_set()]
+
+    async def scenario():
+        turns, events = [wakeup.IntakeTurns(), wakeup.IntakeTurns()], [asyncio.Event(), asyncio.Event()]
+        listeners = [asyncio.create_task(wakeup.listen(postgres_url, QueueSignal(), event, replica_turns))
+                     for event, replica_turns in zip(events, turns, strict=True)]
+        while any(t.replicas < 2 for t in turns):
+            await asyncio.sleep(0.05)
+        both = [await woken_by(events) for _ in range(6)]
+        listeners[1].cancel()
+        while turns[0].replicas > 1:
+            await asyncio.sleep(0.05)
+        alone = [await woken_by(events[:1]) for _ in range(4)]
+        listeners[0].cancel()
+        return both, alone
+
+    try:
+        both, alone = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert all(len(woken) == 1 for woken in both), both
+    assert {woken[0] for woken in both} == {0, 1}, "each replica takes turns"
+    assert alone == [[0]] * 4
+
+
+def test_an_order_notification_without_an_id_wakes_every_replica():
+    """As an older Shared sends it during a rolling upgrade."""
+    turns = wakeup.IntakeTurns()
+    turns.replicas, turns.rank = 3, 1
+    assert turns.mine("") and turns.mine("7") and not turns.mine("6")

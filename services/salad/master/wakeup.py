@@ -1,4 +1,4 @@
-"""Wakes long-polling claims the moment tasks are queued, and the intake the moment an order is placed.
+"""Wakes long-polling claims the moment tasks are queued, and an intake the moment an order is placed.
 
 Each replica keeps one LISTEN connection (PostgreSQL); a split or requeue here also wakes local waiters
 at once, and a split here leases its first tasks to them directly. A notification wakes a few waiting claims,
@@ -26,6 +26,8 @@ WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up
 WAKE_MORE = 2
 LEASED_ONLY = "running"  # the payload of a split's notification for tasks it leased itself: nobody to wake
 RECONNECT_DELAY = 1.0  # seconds
+LISTENER = "salad-master-listener"  # the application_name of each replica's LISTEN connection: IntakeTurns
+TURNS_REFRESH = 5.0  # seconds between a replica's reads of the replicas listening
 HUNG_UP, RETRIED = "hung up", "retried"  # why a request's attempt stopped: see Attempts
 
 log = logging.getLogger(__name__)
@@ -186,20 +188,55 @@ async def probe(signal: QueueSignal, interval: float = FALLBACK_POLL) -> None:
         signal.wake(1)
 
 
-async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event) -> None:
-    """Fire `tasks_queued`, set `order_placed`, on their notifications; reconnects after database outages."""
+class IntakeTurns:
+    """Whose intake an order's notification wakes: one replica's, not every one's, each claiming at Shared
+    (a call and a statement) where one finds the order. Replicas take turns by order id, modulo the number
+    of replicas listening, in the order of their LISTEN connections' backends (read from pg_stat_activity
+    every TURNS_REFRESH seconds).
+
+    A turn is a hint, not a lease: every replica's intake still claims every SALAD_INTAKE_INTERVAL, so an
+    order whose replica stopped, or that a changing view of the replicas skips, waits that long at most.
+    """
+
+    def __init__(self) -> None:
+        self.replicas, self.rank = 1, 0
+
+    def mine(self, payload: str) -> bool:
+        """Whether the order of this notification is this replica's to take (an older Shared sends no id:
+        then every replica's)."""
+        return not payload.isdigit() or int(payload) % self.replicas == self.rank
+
+    async def refresh(self, conn: psycopg.AsyncConnection) -> None:
+        """Read the replicas listening (this connection is one of them)."""
+        cursor = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+            " ORDER BY pid", (LISTENER,))
+        pids = [pid for (pid,) in await cursor.fetchall()]
+        me = conn.info.backend_pid
+        self.replicas, self.rank = (len(pids), pids.index(me)) if me in pids else (1, 0)
+
+
+async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event,
+                 turns: IntakeTurns | None = None) -> None:
+    """Fire `tasks_queued`, and set `order_placed` for the orders whose turn is this replica's, on their
+    notifications; reconnects after database outages."""
+    turns = turns or IntakeTurns()
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True,
+                                                             application_name=LISTENER) as conn:
                 await conn.execute(f"LISTEN {TASKS_CHANNEL}")
                 await conn.execute(f"LISTEN {ORDERS_CHANNEL}")
                 tasks_queued.fire()  # tasks or orders may have come while we were not listening
                 order_placed.set()
-                async for note in conn.notifies():
-                    if note.channel == ORDERS_CHANNEL:
-                        order_placed.set()
-                    elif note.payload != LEASED_ONLY:
-                        tasks_queued.fire()
+                while True:  # notifications that come during a refresh wait in psycopg's backlog
+                    await turns.refresh(conn)
+                    async for note in conn.notifies(timeout=TURNS_REFRESH):
+                        if note.channel == ORDERS_CHANNEL:
+                            if turns.mine(note.payload):
+                                order_placed.set()
+                        elif note.payload != LEASED_ONLY:
+                            tasks_queued.fire()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database went away: wait and listen again

@@ -10,12 +10,13 @@
 -- Placing orders ----------------------------------------------------------------------------------------
 
 -- name: insert_order
--- A new order, inserted and returned, which also wakes the Masters' intake: pg_notify is sent at the
--- statement's commit (the channel is salad.core.db.ORDERS_CHANNEL). A reused :idempotency_key violates
--- its unique index: the caller then reads the order stored under it (order_by_idempotency_key).
+-- A new order, inserted and returned, which also wakes a Master's intake: pg_notify is sent at the
+-- statement's commit (the channel is salad.core.db.ORDERS_CHANNEL), with the order's id, by which the
+-- replicas take turns (salad.master.wakeup.IntakeTurns). A reused :idempotency_key violates its unique
+-- index: the caller then reads the order stored under it (order_by_idempotency_key).
 INSERT INTO orders (fruits, priority, status, idempotency_key, request_hash, created_at, master_version)
 VALUES (CAST(:fruits AS json), :priority, 'pending', :idempotency_key, :request_hash, :created_at, 0)
-RETURNING orders.*, pg_notify('salad_orders', '');
+RETURNING orders.*, pg_notify('salad_orders', CAST(orders.id AS text));
 
 -- name: order_by_idempotency_key
 -- The order placed with an Idempotency-Key, to answer a retried request with it.
