@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-from salad.core.db import make_engine, sqlalchemy_url
+from salad.core.db import TASKS_CHANNEL, make_engine, sqlalchemy_url
 from salad.master import tasks
 from salad.master.wakeup import WAKE_BATCH, WAKE_MORE, QueueSignal, Waiting
 
@@ -173,3 +173,18 @@ def test_a_claim_whose_worker_hung_up_stops_waiting_at_once():
         return await asyncio.wait_for(waiting, 1), signal.take()
 
     assert asyncio.run(scenario()) == ([], [])
+
+
+def test_a_split_notifies_the_listeners_only_of_tasks_it_queued(postgres_url):
+    """Each listening replica spends a transaction receiving a notification: a split that leased every task
+    to the claims waiting sends none."""
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as listener:
+            listener.execute(f"LISTEN {TASKS_CHANNEL}")
+            tasks.split_orders(engine, [new_order(1, [1, 2], [0, 1])], 3, [Waiting("w1", 2)], 30, 60)
+            assert list(listener.notifies(timeout=0.5)) == []
+            tasks.split_orders(engine, [new_order(2, [1, 2], [0, 1])], 3, [Waiting("w1", 1)], 30, 60)
+            assert [note.payload for note in listener.notifies(timeout=0.5)] == ["queued"]
+    finally:
+        engine.dispose()

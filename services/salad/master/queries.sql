@@ -38,12 +38,13 @@ FROM json_to_recordset(CAST(:batch AS json)) AS r(order_id bigint, position inte
                                                    hand_out_rank integer, status text, attempts integer,
                                                    lease_id text, worker text, lease_expires_at timestamptz)
 JOIN new_orders ON new_orders.order_id = r.order_id
--- pg_notify per task row: PostgreSQL sends identical notifications of a transaction once, at its commit,
--- so the claims waiting on every Master wake as the tasks become visible (a NOTIFY statement after this one
--- would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL; the payload is the task's
--- status, so tasks the split leased itself ('running') wake no claim anywhere.
+-- pg_notify per queued task row: PostgreSQL sends identical notifications of a transaction once, at its
+-- commit, so the claims waiting on every Master wake as the tasks become visible (a NOTIFY statement after
+-- this one would be a round trip later). The channel is salad.core.db.TASKS_CHANNEL. A split that leased
+-- all its tasks itself sends none: each listener would spend a transaction receiving it, for no claim.
 RETURNING tasks.id, tasks.order_id, tasks.fruit, tasks.execution_time, tasks.attempts, tasks.queued_at,
-          tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker, pg_notify('salad_tasks', tasks.status);
+          tasks.priority, tasks.hand_out_rank, tasks.lease_id, tasks.worker,
+          CASE WHEN tasks.status = 'queued' THEN pg_notify('salad_tasks', tasks.status) END;
 
 
 -- Claims and exchanges ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, libpq_url
 FALLBACK_POLL = 1.0  # seconds between a replica's probes of the queue while claims wait (one claim, not all)
 WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up wakes WAKE_MORE more
 WAKE_MORE = 2
-LEASED_ONLY = "running"  # the payload of a split's notification for tasks it leased itself: nobody to wake
+LEASED_ONLY = "running"  # an older Master's split notified of tasks it leased itself: nobody to wake
 RECONNECT_DELAY = 1.0  # seconds
 LISTENER = "salad-master-listener"  # the application_name of each replica's LISTEN connection: IntakeTurns
 TURNS_REFRESH = 5.0  # seconds between a replica's reads of the replicas listening
