@@ -376,22 +376,22 @@ class Readings:
 
     def take(self) -> dict:
         xacts = self.conn.execute(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+            "SELECT /* bench */ xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
         ).fetchone()[0]
         statements = self.conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%'"
-            " AND s.query NOT LIKE '%%/* bench */%%'"
+            "SELECT /* bench */ coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d"
+            " ON d.oid = s.dbid WHERE d.datname = current_database() AND s.query NOT LIKE '%%/* bench */%%'"
         ).fetchone()[0]
         task_statements = self.conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-            " WHERE d.datname = current_database() AND s.query ~ '\\mtasks\\M'"
-            " AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%'"
+            "SELECT /* bench */ coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d"
+            " ON d.oid = s.dbid WHERE d.datname = current_database() AND s.query ~ '\\mtasks\\M'"
+            " AND s.query NOT LIKE '%%/* bench */%%'"
         ).fetchone()[0]
         by_query = dict(self.conn.execute(
-            "SELECT left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100), sum(calls) FROM pg_stat_statements s"
-            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
-            " AND s.query NOT LIKE '%%pg_stat%%' AND s.query NOT LIKE '%%/* bench */%%' GROUP BY 1"
+            "SELECT /* bench */ left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100), sum(calls)"
+            " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+            " WHERE d.datname = current_database() AND s.query NOT LIKE '%%/* bench */%%' GROUP BY 1"
         ).fetchall())
         return {
             "at": time.monotonic(),
@@ -437,7 +437,7 @@ def connections(conn) -> tuple[int, int]:
     """Client connections to the database (the pools' and LISTEN connections), and how many run a
     statement."""
     total, active = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE state = 'active' AND query NOT LIKE 'LISTEN%%')"
+        "SELECT /* bench */ count(*), count(*) FILTER (WHERE state = 'active' AND query NOT LIKE 'LISTEN%%')"
         " FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
         " AND pid <> pg_backend_pid()"
     ).fetchone()

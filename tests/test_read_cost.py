@@ -154,7 +154,8 @@ def test_the_dashboard_totals_stay_exact_under_crossing_report_batches(postgres_
         with engine.connect() as conn:
             counted = dict(conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status")).all())
         dashboard = read_dashboard(engine, master=None)
-        assert (dashboard.completed, dashboard.failed) == (counted.get("completed", 0), counted.get("failed", 0))
+        expected = (counted.get("completed", 0), counted.get("failed", 0))
+        assert (dashboard.completed, dashboard.failed) == expected
         assert dashboard.completed and dashboard.failed
     finally:
         engine.dispose()
