@@ -145,7 +145,7 @@ class WaitSampler:
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.stopping.wait(self.INTERVAL):
                 rows = conn.execute(
-                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU'), count(*)"
+                    "SELECT /* bench */ coalesce(wait_event_type || ':' || wait_event, 'on CPU'), count(*)"
                     " FROM pg_stat_activity"
                     " WHERE state = 'active' AND pid <> pg_backend_pid() AND datname = current_database()"
                     " AND query NOT LIKE 'LISTEN%%' GROUP BY 1"

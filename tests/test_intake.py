@@ -2,6 +2,7 @@
 and confirms them to Shared."""
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -225,3 +226,17 @@ def test_an_order_notification_without_an_id_wakes_every_replica():
     turns = wakeup.IntakeTurns()
     turns.replicas, turns.rank = 3, 1
     assert turns.mine("") and turns.mine("7") and not turns.mine("6")
+    assert turns.mine("²"), "a stray payload wakes the intake; it does not stop the listener"
+
+
+def test_a_replica_that_cannot_read_the_others_takes_every_turn(postgres_url):
+    async def scenario() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            turns = wakeup.IntakeTurns()
+            turns.replicas, turns.rank = 2, 1
+            with contextlib.suppress(psycopg.errors.DivisionByZero):
+                await conn.execute("SELECT 1 / 0")  # the transaction is aborted: the read that follows fails
+            await turns.refresh(conn)
+            return turns.replicas, turns.rank
+
+    assert asyncio.run(scenario()) == (1, 0)

@@ -14,7 +14,7 @@ from sqlmodel import Session, create_engine
 PING_AFTER_IDLE = 0.5  # seconds a pooled connection may sit unused and still be taken without a ping
 LAST_USED = "salad_last_used"  # key in a pooled connection's info: when it was last known alive
 TASKS_CHANNEL = "salad_tasks"  # tasks were queued: wakes long-polling claims on every Master replica
-ORDERS_CHANNEL = "salad_orders"  # an order was placed: wakes every Master's intake
+ORDERS_CHANNEL = "salad_orders"  # an order was placed (its id): wakes one Master's intake, by turns
 T = TypeVar("T")
 
 

@@ -195,7 +195,9 @@ class IntakeTurns:
     every TURNS_REFRESH seconds).
 
     A turn is a hint, not a lease: every replica's intake still claims every SALAD_INTAKE_INTERVAL, so an
-    order whose replica stopped, or that a changing view of the replicas skips, waits that long at most.
+    order whose replica stopped, or that a changing view of the replicas skips, waits that long at most (a
+    replica whose host vanished keeps its turns until PostgreSQL drops its connection). A replica that
+    cannot read the others (or find itself among them) takes every turn, as before turns.
     """
 
     def __init__(self) -> None:
@@ -204,16 +206,26 @@ class IntakeTurns:
     def mine(self, payload: str) -> bool:
         """Whether the order of this notification is this replica's to take (an older Shared sends no id:
         then every replica's)."""
-        return not payload.isdigit() or int(payload) % self.replicas == self.rank
+        if not (payload.isascii() and payload.isdigit()):
+            return True
+        return int(payload) % self.replicas == self.rank
 
     async def refresh(self, conn: psycopg.AsyncConnection) -> None:
-        """Read the replicas listening (this connection is one of them)."""
-        cursor = await conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
-            " ORDER BY pid", (LISTENER,))
-        pids = [pid for (pid,) in await cursor.fetchall()]
-        me = conn.info.backend_pid
-        self.replicas, self.rank = (len(pids), pids.index(me)) if me in pids else (1, 0)
+        """Read the replicas listening (this connection is one of them). The ranks come from the server's
+        pids, compared in SQL: behind a pooler, the client's idea of its backend pid is the pooler's."""
+        try:
+            cursor = await conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE pid < pg_backend_pid()),"
+                " coalesce(bool_or(pid = pg_backend_pid()), false)"
+                " FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                (LISTENER,))
+            replicas, rank, listed = await cursor.fetchone()
+        except psycopg.Error as exc:
+            if conn.closed:
+                raise  # the database went away: listen() reconnects
+            log.warning("could not read the replicas listening, taking every order's turn: %s", exc)
+            replicas, rank, listed = 1, 0, True
+        self.replicas, self.rank = (replicas, rank) if listed else (1, 0)
 
 
 async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asyncio.Event,

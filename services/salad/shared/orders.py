@@ -1,6 +1,10 @@
 """Orders as Shared stores them: create, read, hand to Master, finish. Every function is one transaction, of
 named statements (shared/queries.sql) run on the connection: on the path of every order, the ORM's objects
-and statements built per call cost Shared more CPU than PostgreSQL spends running them."""
+and statements built per call cost Shared more CPU than PostgreSQL spends running them.
+
+A statement that changes an order's status stands alone in its transaction: the trigger counting finished
+orders (migration 0009) then locks the one `order_totals` row last, so two such transactions cannot
+deadlock on it."""
 
 import hashlib
 import json
