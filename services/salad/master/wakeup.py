@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, libpq_url
+from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, keepalives, libpq_url, server_keepalives
 
 FALLBACK_POLL = 1.0  # seconds between a replica's probes of the queue while claims wait (one claim, not all)
 WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up wakes WAKE_MORE more
@@ -196,8 +196,8 @@ class IntakeTurns:
 
     A turn is a hint, not a lease: every replica's intake still claims every SALAD_INTAKE_INTERVAL, so an
     order whose replica stopped, or that a changing view of the replicas skips, waits that long at most (a
-    replica whose host vanished keeps its turns until PostgreSQL drops its connection). A replica that
-    cannot read the others (or find itself among them) takes every turn, as before turns.
+    replica whose host vanished keeps its turns until PostgreSQL gives its connection up: db.KEEPALIVE_IDLE).
+    A replica that cannot read the others (or find itself among them) takes every turn, as before turns.
     """
 
     def __init__(self) -> None:
@@ -236,7 +236,9 @@ async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asy
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True,
-                                                             application_name=LISTENER) as conn:
+                                                             application_name=LISTENER,
+                                                             **keepalives(database_url)) as conn:
+                await conn.execute(server_keepalives())  # a vanished replica's turns go to the others
                 await conn.execute(f"LISTEN {TASKS_CHANNEL}")
                 await conn.execute(f"LISTEN {ORDERS_CHANNEL}")
                 tasks_queued.fire()  # tasks or orders may have come while we were not listening
