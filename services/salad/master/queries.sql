@@ -192,11 +192,12 @@ FROM reported;
 
 -- name: lock_reported
 -- The reported tasks a success statement did not record (failures, stale leases, retried posts, unknown
--- tasks), locked in id order to be answered one by one.
+-- tasks), locked to be answered one by one, in order id order: the order in which their orders' countdown
+-- rows are then locked, as the exchange statement locks them.
 SELECT tasks.id, tasks.order_id, tasks.fruit, tasks.status, tasks.lease_id, tasks.claimed_at, tasks.created_at
 FROM tasks
 WHERE tasks.id = ANY(CAST(:ids AS integer[]))
-ORDER BY tasks.id
+ORDER BY tasks.order_id, tasks.id
 FOR UPDATE;
 
 -- name: failure_on_record
@@ -220,9 +221,14 @@ FOR UPDATE;
 
 -- name: cancel_queued
 -- A failed order's fruits still queued fail with it, with :error saying why (they were never tried).
+-- SKIP LOCKED: a queued fruit locked now is being leased by an exchange statement, which may be waiting for a
+-- task this transaction holds (a late worker's success): it runs, as it would once leased, and is not waited
+-- for. (Should that statement fail instead, the fruit stays queued, and runs later for a failed order.)
 UPDATE tasks
 SET status = 'failed', finished_at = :now, error = :error
-WHERE tasks.order_id = :order_id AND tasks.status = 'queued';
+WHERE tasks.id IN (SELECT queued.id FROM tasks AS queued
+                   WHERE queued.order_id = :order_id AND queued.status = 'queued'
+                   FOR UPDATE SKIP LOCKED);
 
 -- name: requeue_failed_order
 -- Queue every failed task of an order again, with fresh attempts.

@@ -402,7 +402,8 @@ def record_one_by_one(engine: Engine, reports: list[Report],
         connection = session.connection()
         locked = connection.execute(SQL.lock_reported, dict(ids=[r.id for r in reports]))
         rows = {row.id: row for row in locked}
-        for report in reports:
+        rank = {task_id: n for n, task_id in enumerate(rows)}  # order id order: failures lock their orders so
+        for report in sorted(reports, key=lambda r: rank.get(r.id, -1)):
             task_id, row = report.id, rows.get(report.id)
             if row is None:
                 acks[task_id] = ResultAck(id=task_id, status=None)
@@ -468,8 +469,10 @@ def fail_order(session: Session, order_id: int, reason: str, now: datetime) -> N
     """Mark the order failed, drop its queued fruits, and report it to Shared."""
     if len(reason) > MAX_TEXT:  # a worker's error may fill the limit alone: Shared would refuse the report
         reason = reason[:MAX_TEXT - 1] + "…"
-    # Its queued fruits first, then its countdown row: the order in which an exchange statement takes them,
-    # so that the two cannot deadlock. (An order no longer in progress has no queued fruit to cancel.)
+    # Its queued fruits first (not waiting for one an exchange is leasing: see SQL.cancel_queued), then its
+    # countdown row: callers failing several orders fail them in order id order, as an exchange statement
+    # locks their countdown rows, so that the two cannot deadlock. (An order no longer in progress has no
+    # queued fruit to cancel.)
     session.execute(SQL.cancel_queued, dict(order_id=order_id, now=now, error=CANCELLED))
     if session.execute(SQL.order_in_progress, dict(order_id=order_id)).scalar() is None:
         return
@@ -525,7 +528,7 @@ def reaper_pass(engine: Engine, lease_seconds: float) -> ReaperPass:
     expired_leases = select(Task).from_statement(SQL.expired_leases)
     with transaction(engine) as session:
         expired = list(session.scalars(expired_leases, dict(now=now, limit=REAP_BATCH)))
-        for task in expired:
+        for task in sorted(expired, key=lambda t: (t.order_id, t.id)):  # in order id order: see fail_order
             task_metrics.lease_expired()
             retry_or_fail(session, task, f"lease expired on worker {task.worker}", now, reason="lease_expired")
     return ReaperPass(ran.silence, ran.extended, len(expired))

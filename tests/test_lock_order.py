@@ -1,0 +1,99 @@
+"""Failing orders (the reaper, or a worker's failures) while exchanges run: no deadlock.
+
+An exchange statement locks the queued tasks it leases, then the tasks of its successes, then its orders'
+countdown rows in order id order. What fails orders takes its locks so that no cycle can form with that:
+it never waits on a queued task (an exchange is leasing it), and it takes countdown rows in order id order.
+Each test holds, in an open transaction, the locks an exchange would, then takes the one that would close
+the cycle; PostgreSQL reports a deadlock after `deadlock_timeout` (1 s) where one forms.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import psycopg
+
+from salad.contracts.work import Report
+from salad.core.db import make_engine, sqlalchemy_url
+from salad.master import tasks
+
+LEASE = dict(lease_seconds=30, timeout_seconds=60)
+SETTLE = 0.5  # seconds for the failing side to reach its lock wait
+
+
+def split(engine, *orders: tuple[int, list[str]]) -> None:
+    """Orders whose tasks have one attempt each: the first failure fails the order."""
+    for order_id, fruits in orders:
+        new = tasks.NewOrder(order_id, fruits, [1] * len(fruits), 0, datetime.now(UTC))
+        tasks.split_orders(engine, [new], max_attempts=1)
+
+
+def statuses(url: str) -> dict:
+    with psycopg.connect(url) as conn:
+        return {
+            "orders": dict(conn.execute("SELECT order_id, status FROM salads").fetchall()),
+            "tasks": dict(conn.execute("SELECT fruit, status FROM tasks").fetchall()),
+        }
+
+
+def test_the_reaper_failing_an_order_does_not_deadlock_with_its_late_workers_exchange(postgres_url):
+    """A worker reports its fruit just after its lease expired (its last attempt), in the exchange that
+    leases the order's next fruit, while the reaper fails the order."""
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        tasks.reaper_pass(engine, 30)  # the first pass ever is an amnesty; this one records the reaper alive
+        split(engine, (1, ["apple", "kiwi"]))
+        [late] = tasks.claim(engine, "w1", 1, **LEASE)
+        with psycopg.connect(postgres_url) as exchange, ThreadPoolExecutor(1) as pool:
+            exchange.execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+                             (late.id,))
+            exchange.commit()
+            exchange.execute("SELECT id FROM tasks WHERE status = 'queued' FOR UPDATE")  # leasing the kiwi
+            reaper = pool.submit(tasks.reaper_pass, engine, 30)
+            time.sleep(SETTLE)
+            exchange.execute("UPDATE tasks SET result = 'apple prepared' WHERE id = %s", (late.id,))  # success
+            exchange.commit()
+            assert reaper.result(timeout=10).reaped == 1
+    finally:
+        engine.dispose()
+    assert statuses(postgres_url)["orders"] == {1: "failed"}
+
+
+def test_the_reaper_failing_two_orders_takes_their_countdown_rows_in_order_id_order(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        tasks.reaper_pass(engine, 30)
+        split(engine, (1, ["apple"]), (2, ["kiwi"]))
+        tasks.claim(engine, "w1", 2, **LEASE)
+        with psycopg.connect(postgres_url) as exchange, ThreadPoolExecutor(1) as pool:
+            # Order 2's lease expired first: the reaper meets its task first.
+            exchange.execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second' * order_id")
+            exchange.commit()
+            exchange.execute("SELECT 1 FROM salads WHERE order_id = 1 FOR UPDATE")  # counting down order 1
+            reaper = pool.submit(tasks.reaper_pass, engine, 30)
+            time.sleep(SETTLE)
+            exchange.execute("SELECT 1 FROM salads WHERE order_id = 2 FOR UPDATE")  # then order 2
+            exchange.commit()
+            assert reaper.result(timeout=10).reaped == 2
+    finally:
+        engine.dispose()
+    assert statuses(postgres_url)["orders"] == {1: "failed", 2: "failed"}
+
+
+def test_a_workers_failures_of_two_orders_take_their_countdown_rows_in_order_id_order(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url))
+    try:
+        split(engine, (2, ["kiwi"]), (1, ["apple"]))  # order 2's task has the lower id
+        leased = tasks.claim(engine, "w1", 2, **LEASE)
+        failures = [Report(id=t.id, lease_id=t.lease_id, outcome="failed", error="dropped it")
+                    for t in sorted(leased, key=lambda t: t.id)]  # in task id order: order 2's first
+        with psycopg.connect(postgres_url) as exchange, ThreadPoolExecutor(1) as pool:
+            exchange.execute("SELECT 1 FROM salads WHERE order_id = 1 FOR UPDATE")
+            recording = pool.submit(tasks.record_one_by_one, engine, failures)
+            time.sleep(SETTLE)
+            exchange.execute("SELECT 1 FROM salads WHERE order_id = 2 FOR UPDATE")
+            exchange.commit()
+            assert {ack.status for ack in recording.result(timeout=10).values()} == {"failed"}
+    finally:
+        engine.dispose()
+    assert statuses(postgres_url)["orders"] == {1: "failed", 2: "failed"}
