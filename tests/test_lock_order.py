@@ -51,7 +51,7 @@ def test_the_reaper_failing_an_order_does_not_deadlock_with_its_late_workers_exc
             exchange.execute("SELECT id FROM tasks WHERE status = 'queued' FOR UPDATE")  # leasing the kiwi
             reaper = pool.submit(tasks.reaper_pass, engine, 30)
             time.sleep(SETTLE)
-            exchange.execute("UPDATE tasks SET result = 'apple prepared' WHERE id = %s", (late.id,))  # success
+            exchange.execute("UPDATE tasks SET result = 'apple' WHERE id = %s", (late.id,))  # its success
             exchange.commit()
             assert reaper.result(timeout=10).reaped == 1
     finally:

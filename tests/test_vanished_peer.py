@@ -6,6 +6,7 @@ iptables, which drops its packets both ways as a dead node would, while the proc
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +34,12 @@ def quick_keepalives(monkeypatch):
 
 
 @contextmanager
-def black_holed(client_port: int):
-    """Drop every packet of the loopback connection from `client_port`, both ways."""
+def black_holed(port: int):
+    """Drop every loopback packet from or to `port` (a connection's client port, or a server's), both ways."""
     iptables = shutil.which("iptables")
     assert iptables, "iptables is missing (Debian's iptables package; docker.io brings it)"
-    rules = [["INPUT", "-i", "lo", "-p", "tcp", "--sport", str(client_port), "-j", "DROP"],
-             ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(client_port), "-j", "DROP"]]
+    rules = [["INPUT", "-i", "lo", "-p", "tcp", "--sport", str(port), "-j", "DROP"],
+             ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-j", "DROP"]]
     for rule in rules:
         subprocess.run([iptables, "-I", *rule], check=True)
     try:
@@ -72,7 +73,7 @@ def test_a_vanished_masters_listener_is_dropped_and_the_master_listens_again(pos
             await until(lambda: listeners(postgres_url), "the Master listens")
             [(pid, port)] = listeners(postgres_url).items()
             with black_holed(port):
-                await until(lambda: pid not in listeners(postgres_url), "PostgreSQL drops the vanished listener")
+                await until(lambda: pid not in listeners(postgres_url), "PostgreSQL drops the vanished one")
                 await until(lambda: listeners(postgres_url), "the Master listens again, on a new connection")
         finally:
             listener.cancel()
@@ -93,6 +94,23 @@ def test_a_statement_on_a_vanished_database_fails_instead_of_holding_its_thread(
         engine.dispose()
 
 
-def test_the_database_urls_own_keepalive_settings_win():
-    settings = db.keepalives("postgresql://salad@db:5432/salad?keepalives_idle=60&tcp_user_timeout=0")
-    assert settings == {"keepalives_interval": "1", "keepalives_count": "2"}
+def test_a_new_connection_to_a_silent_server_fails_too():
+    with socket.socket() as silent:  # a port whose SYNs are dropped, as a vanished host's are
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        engine = make_engine(f"postgresql+psycopg://salad@127.0.0.1:{port}/salad")
+        try:
+            with ThreadPoolExecutor(1) as pool, black_holed(port):
+                started = time.monotonic()
+                connecting = pool.submit(engine.connect)
+                with pytest.raises(OperationalError):
+                    connecting.result(timeout=GIVE_UP_WITHIN)
+            assert time.monotonic() - started >= 2, "given up after the timeout, not refused"
+        finally:
+            engine.dispose()
+
+
+def test_the_database_urls_own_timeouts_win():
+    url = "postgresql://salad@db:5432/salad?keepalives_idle=60&connect_timeout=9"
+    assert db.dead_server_timeouts(url) == {"keepalives_interval": "1", "keepalives_count": "2",
+                                            "tcp_user_timeout": "3000"}

@@ -17,9 +17,10 @@ LAST_USED = "salad_last_used"  # key in a pooled connection's info: when it was 
 TASKS_CHANNEL = "salad_tasks"  # tasks were queued: wakes long-polling claims on every Master replica
 ORDERS_CHANNEL = "salad_orders"  # an order was placed (its id): wakes one Master's intake, by turns
 # A peer that vanishes without closing the connection (its node failed, the network split) is given up after
-# KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT seconds of silence (25 s), not the kernel's defaults:
-# two hours idle, or about 15 minutes for a statement sent and never acknowledged, all that time holding a
-# thread of the service (and, on the server's side, a connection slot and an intake turn: wakeup.listen).
+# KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT seconds of silence (25 s), not the kernel's defaults
+# (two hours idle, about 15 minutes for a statement sent and never acknowledged, 2 for a new connection), all
+# that time holding a thread of the service (and, on the server's side, a connection slot and an intake turn:
+# wakeup.listen).
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 3
 T = TypeVar("T")
 
@@ -48,8 +49,9 @@ def dead_peer_seconds() -> int:
     return KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT
 
 
-def keepalives(url: str) -> dict[str, str]:
-    """libpq's settings that give up on a vanished server after dead_peer_seconds(); the URL's own win."""
+def dead_server_timeouts(url: str) -> dict[str, str]:
+    """libpq's settings that give up on a server that vanished, or does not answer a new connection, after
+    dead_peer_seconds() (tcp_user_timeout bounds the connection's handshake too); the URL's own win."""
     wanted = {"keepalives_idle": KEEPALIVE_IDLE, "keepalives_interval": KEEPALIVE_INTERVAL,
               "keepalives_count": KEEPALIVE_COUNT, "tcp_user_timeout": 1000 * dead_peer_seconds()}
     given = conninfo_to_dict(libpq_url(url))
@@ -61,7 +63,8 @@ def server_keepalives() -> str:
     pooler, on the pooler): for a connection whose presence matters to others (wakeup.listen)."""
     settings = {"tcp_keepalives_idle": KEEPALIVE_IDLE, "tcp_keepalives_interval": KEEPALIVE_INTERVAL,
                 "tcp_keepalives_count": KEEPALIVE_COUNT, "tcp_user_timeout": 1000 * dead_peer_seconds()}
-    return "SELECT " + ", ".join(f"set_config('{name}', '{value}', false)" for name, value in settings.items())
+    return "SELECT " + ", ".join(f"set_config('{name}', '{value}', false)"
+                                 for name, value in settings.items())
 
 
 def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = None) -> Engine:
@@ -70,7 +73,7 @@ def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = 
     # LIFO: the connections in use stay few and warm (their backends and prepared statements), and the
     # rest idle long enough for a server or proxy timeout to close them; the ping then finds those closed.
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True,
-                           connect_args=keepalives(url))
+                           connect_args=dead_server_timeouts(url))
     ping_when_idle(engine)
     if planner:
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, keepalives, libpq_url, server_keepalives
+from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, dead_server_timeouts, libpq_url, server_keepalives
 
 FALLBACK_POLL = 1.0  # seconds between a replica's probes of the queue while claims wait (one claim, not all)
 WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up wakes WAKE_MORE more
@@ -237,7 +237,7 @@ async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asy
         try:
             async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True,
                                                              application_name=LISTENER,
-                                                             **keepalives(database_url)) as conn:
+                                                             **dead_server_timeouts(database_url)) as conn:
                 await conn.execute(server_keepalives())  # a vanished replica's turns go to the others
                 await conn.execute(f"LISTEN {TASKS_CHANNEL}")
                 await conn.execute(f"LISTEN {ORDERS_CHANNEL}")
