@@ -28,11 +28,14 @@ FRUITS = ["apple", "banana", "kiwi", "mango", "pear"]
 FAULT_PERIOD = 1.0  # seconds between faults, besides the time a restart takes
 FAULT_PLAN = ["worker", "shared", "worker", "master", "worker", "master-2", "postgres", "worker", "master",
               "shared", "worker", "master-2", "worker"]
-# Short leases and loops so that the test takes a minute or two; the lease outlasts a Master's restart (the
-# workers it leased tasks to heartbeat again once it is back). Each worker killed costs the tasks it held an
-# attempt, and one task can be on several of them in turn (task 122 of one run was on three, and failed at
-# the default SALAD_MAX_ATTEMPTS of 3): the attempts outnumber the workers killed.
-CHAOS = {"SALAD_LEASE_SECONDS": "5", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.5",
+# Short leases and loops so that the test takes a minute or two. Each worker here talks to one Master (in a
+# cluster, a Service sends it to a live one), so while that Master restarts it cannot heartbeat: the lease
+# outlasts a restart. On a day this machine ran Python 4 times slower than usual, the longest restart took
+# 3.1 s, and 3.4 s with a core busy elsewhere; run beside other tests, a 5 s lease expired on a worker that
+# was not killed. Each worker killed costs the tasks it held an attempt, and one task can be on several of
+# them in turn (task 122 of one run was on three, and failed at the default SALAD_MAX_ATTEMPTS of 3): the
+# attempts outnumber the workers killed.
+CHAOS = {"SALAD_LEASE_SECONDS": "12", "SALAD_REAPER_INTERVAL": "0.2", "SALAD_HEARTBEAT_INTERVAL": "0.5",
          "SALAD_INTAKE_INTERVAL": "0.1", "SALAD_OUTBOX_INTERVAL": "0.1", "SALAD_INTAKE_LEASE_SECONDS": "3",
          "SALAD_MAX_ATTEMPTS": str(FAULT_PLAN.count("worker") + 1)}
 KINDS = {"worker", "shared", "master", "master-2", "postgres"}
@@ -128,6 +131,7 @@ class Chaos:
         self.stack, self.master_urls, self.postgres, self.rng = stack, master_urls, postgres, rng
         self.seen: Counter = Counter()
         self.log: list[tuple[datetime, str, int]] = []  # when, what was hit, orders open: to explain
+        self.longest_restart = 0.0  # seconds from a service's kill to its successor answering /readyz
         self.completed_before_shared = 0  # orders completed when the Shared running now started
 
     def inject(self, fault: str) -> None:
@@ -151,10 +155,13 @@ class Chaos:
     def kill_and_restart(self, victim: Service) -> bool:
         """Shared or a Master SIGKILLed, then started again on its port: True when it died of the signal and
         the new process answers /readyz."""
+        started = time.monotonic()
         killed = sigkill(victim)
         if victim.name == "shared":  # no Shared runs now: the next one applies every completion from here on
             self.completed_before_shared = orders_by_status(self.stack.database_url).get("completed", 0)
-        return killed and answers_ready(self.stack.restart_service(victim))
+        ready = answers_ready(self.stack.restart_service(victim))
+        self.longest_restart = max(self.longest_restart, time.monotonic() - started)
+        return killed and ready
 
     def restart_postgres(self) -> bool:
         """True when PostgreSQL's postmaster started anew."""
@@ -243,7 +250,7 @@ def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, re
           f"{orders_by_status(postgres_url).get('completed', 0)} completed, at least {min(open_at_faults)} "
           f"open at each fault; lost = {len(lost)}, duplicated = {duplicated}, "
           f"completed salads collected = {collected} ({len(delivered)} commands, {dict(retries)}); "
-          f"{len(attempts)} attempts lost")
+          f"{len(attempts)} attempts lost; longest restart {chaos.longest_restart:.1f} s")
     if lost:
         explain(lost, attempts, chaos.log)
     assert all(chaos.seen[kind] >= 1 for kind in KINDS), f"every kind of fault happened: {chaos.seen}"
@@ -253,7 +260,9 @@ def test_chaos_loses_nothing_and_duplicates_nothing(make_stack, postgres_url, re
     assert lost == [] and duplicated == 0
     killed = {what for _, what, _ in chaos.log if what.startswith("worker-")}
     spared = [attempt for attempt in attempts if attempt[2] not in killed]
-    assert spared == [], "attempts are lost on the workers killed only"
+    lease = CHAOS["SALAD_LEASE_SECONDS"]
+    assert spared == [], (f"attempts are lost on the workers killed only (a lease is {lease} s, the longest"
+                          f" restart took {chaos.longest_restart:.1f} s)")
     assert completed.total() == ORDERS
     assert Counter(delivered) == completed, "each salad handed out on GET /send_command exactly once"
     assert left_over.status_code == 202, "no command left over"
