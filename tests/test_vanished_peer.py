@@ -52,7 +52,8 @@ def black_holed(port: int):
 def listeners(url: str) -> dict[int, int]:
     """The LISTEN connections' backends: pid -> client port."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return dict(conn.execute("SELECT pid, client_port FROM pg_stat_activity WHERE application_name = %s",
+        return dict(conn.execute("SELECT pid, client_port FROM pg_stat_activity"
+                                 " WHERE application_name = %s AND datname = current_database()",
                                  (wakeup.LISTENER,)).fetchall())
 
 
@@ -110,7 +111,12 @@ def test_a_new_connection_to_a_silent_server_fails_too():
             engine.dispose()
 
 
-def test_the_database_urls_own_timeouts_win():
-    url = "postgresql://salad@db:5432/salad?keepalives_idle=60&connect_timeout=9"
-    assert db.dead_server_timeouts(url) == {"keepalives_interval": "1", "keepalives_count": "2",
-                                            "tcp_user_timeout": "3000"}
+def test_the_database_urls_own_timeouts_win(postgres_url):
+    engine = make_engine(sqlalchemy_url(postgres_url) + "?keepalives_idle=60")
+    try:
+        with engine.connect() as connection:
+            settings = connection.connection.dbapi_connection.info.get_parameters()
+    finally:
+        engine.dispose()
+    assert (settings["keepalives_idle"], settings["keepalives_count"], settings["tcp_user_timeout"]) == (
+        "60", "2", "3000")

@@ -6,9 +6,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlmodel import Session, create_engine
 
@@ -49,22 +48,28 @@ def dead_peer_seconds() -> int:
     return KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT
 
 
+def keepalive_settings(server: bool = False) -> dict[str, str]:
+    """The TCP settings that give a vanished peer up after dead_peer_seconds(): libpq's names for this end of
+    a connection, PostgreSQL's (tcp_keepalives_*) for the server's."""
+    prefix = "tcp_keepalives_" if server else "keepalives_"
+    return {f"{prefix}idle": str(KEEPALIVE_IDLE), f"{prefix}interval": str(KEEPALIVE_INTERVAL),
+            f"{prefix}count": str(KEEPALIVE_COUNT), "tcp_user_timeout": str(1000 * dead_peer_seconds())}
+
+
 def dead_server_timeouts(url: str) -> dict[str, str]:
     """libpq's settings that give up on a server that vanished, or does not answer a new connection, after
-    dead_peer_seconds() (tcp_user_timeout bounds the connection's handshake too); the URL's own win."""
-    wanted = {"keepalives_idle": KEEPALIVE_IDLE, "keepalives_interval": KEEPALIVE_INTERVAL,
-              "keepalives_count": KEEPALIVE_COUNT, "tcp_user_timeout": 1000 * dead_peer_seconds()}
-    given = conninfo_to_dict(libpq_url(url))
-    return {name: str(value) for name, value in wanted.items() if name not in given}
+    dead_peer_seconds() (tcp_user_timeout bounds the handshake too). The URL's own win: read as SQLAlchemy
+    reads it, which also takes URLs that libpq's parser refuses (a password with a space)."""
+    given = make_url(sqlalchemy_url(url)).query
+    return {name: value for name, value in keepalive_settings().items() if name not in given}
 
 
-def server_keepalives() -> str:
-    """The statement after which the server gives up on this connection's client once it vanished (through a
-    pooler, on the pooler): for a connection whose presence matters to others (wakeup.listen)."""
-    settings = {"tcp_keepalives_idle": KEEPALIVE_IDLE, "tcp_keepalives_interval": KEEPALIVE_INTERVAL,
-                "tcp_keepalives_count": KEEPALIVE_COUNT, "tcp_user_timeout": 1000 * dead_peer_seconds()}
+def server_keepalives_sql() -> str:
+    """The statement after which the server gives this connection's client up once it vanished (behind a
+    pooler, the pooler: its own tcp_keep* settings do that): for a connection whose presence matters to the
+    other replicas (wakeup.listen)."""
     return "SELECT " + ", ".join(f"set_config('{name}', '{value}', false)"
-                                 for name, value in settings.items())
+                                 for name, value in keepalive_settings(server=True).items())
 
 
 def make_engine(url: str, pool_size: int = 10, planner: dict[str, str] | None = None) -> Engine:

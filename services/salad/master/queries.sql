@@ -192,12 +192,11 @@ FROM reported;
 
 -- name: lock_reported
 -- The reported tasks a success statement did not record (failures, stale leases, retried posts, unknown
--- tasks), locked to be answered one by one, in order id order: the order in which their orders' countdown
--- rows are then locked, as the exchange statement locks them.
+-- tasks), locked in id order, as the exchange statement locks its successes' tasks, to be answered one by one.
 SELECT tasks.id, tasks.order_id, tasks.fruit, tasks.status, tasks.lease_id, tasks.claimed_at, tasks.created_at
 FROM tasks
 WHERE tasks.id = ANY(CAST(:ids AS integer[]))
-ORDER BY tasks.order_id, tasks.id
+ORDER BY tasks.id
 FOR UPDATE;
 
 -- name: failure_on_record
@@ -221,9 +220,11 @@ FOR UPDATE;
 
 -- name: cancel_queued
 -- A failed order's fruits still queued fail with it, with :error saying why (they were never tried).
--- SKIP LOCKED: a queued fruit locked now is being leased by an exchange statement, which may be waiting for a
--- task this transaction holds (a late worker's success): it runs, as it would once leased, and is not waited
--- for. (Should that statement fail instead, the fruit stays queued, and runs later for a failed order.)
+-- SKIP LOCKED: a queued fruit locked now is most likely being leased by an exchange statement, which may be
+-- waiting for a task this transaction holds (a late worker's success): it runs, as it would once leased, and
+-- is not waited for. Should whoever holds it leave it queued (that statement fails, or it was a stale report's
+-- task, locked to be answered), it stays queued and runs later: its success counts for the failed order, and
+-- a requeue of the order resumes it.
 UPDATE tasks
 SET status = 'failed', finished_at = :now, error = :error
 WHERE tasks.id IN (SELECT queued.id FROM tasks AS queued
@@ -397,8 +398,13 @@ SET delivered_at = CASE WHEN outbox.id = ANY(CAST(:delivered AS integer[])) THEN
 WHERE outbox.id = ANY(CAST(:ids AS integer[]));
 
 -- name: progress_due_again
--- Orders whose progress report did not reach Shared: flagged again, for the relay's next pass.
-UPDATE salads SET progress_due = true WHERE salads.order_id = ANY(CAST(:ids AS integer[]));
+-- Orders whose progress report did not reach Shared: flagged again, for the relay's next pass. Their countdown
+-- rows are locked in order id order, as the exchange statement locks them.
+UPDATE salads SET progress_due = true
+WHERE salads.order_id IN (SELECT due.order_id FROM salads AS due
+                          WHERE due.order_id = ANY(CAST(:ids AS integer[]))
+                          ORDER BY due.order_id
+                          FOR UPDATE);
 
 -- name: fruit_counts
 -- The fruits of orders :ids per state, as Shared shows them (queued, running, done, failed), with the

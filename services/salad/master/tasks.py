@@ -390,8 +390,9 @@ def successes_in(first: dict[int, Report]) -> list[Report]:
 def record_one_by_one(engine: Engine, reports: list[Report],
                       resent_by: str | None = None) -> dict[int, ResultAck]:
     """Failures, and the successes a statement did not record, in a transaction, their tasks locked in id
-    order: a failure under the current lease is recorded (retry_or_fail); the others are answered as they
-    stand (a stale lease, a retried post, an unknown task). One report per task (first_reports).
+    order, then taken in order id order (see fail_order): a failure under the current lease is recorded
+    (retry_or_fail); the others are answered as they stand (a stale lease, a retried post, an unknown task).
+    One report per task (first_reports).
 
     `resent_by`: the worker of a retried request. A failure it sends again was recorded by the first attempt
     if its task_failures row is there: the task moved on since (queued again, leased anew) under another
@@ -402,8 +403,7 @@ def record_one_by_one(engine: Engine, reports: list[Report],
         connection = session.connection()
         locked = connection.execute(SQL.lock_reported, dict(ids=[r.id for r in reports]))
         rows = {row.id: row for row in locked}
-        rank = {task_id: n for n, task_id in enumerate(rows)}  # order id order: failures lock their orders so
-        for report in sorted(reports, key=lambda r: rank.get(r.id, -1)):
+        for report in sorted(reports, key=lambda r: (rows[r.id].order_id if r.id in rows else 0, r.id)):
             task_id, row = report.id, rows.get(report.id)
             if row is None:
                 acks[task_id] = ResultAck(id=task_id, status=None)

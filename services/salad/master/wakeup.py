@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import psycopg
 
-from salad.core.db import ORDERS_CHANNEL, TASKS_CHANNEL, dead_server_timeouts, libpq_url, server_keepalives
+from salad.core.db import (ORDERS_CHANNEL, TASKS_CHANNEL, dead_server_timeouts, libpq_url,
+                           server_keepalives_sql)
 
 FALLBACK_POLL = 1.0  # seconds between a replica's probes of the queue while claims wait (one claim, not all)
 WAKE_BATCH = 4  # waiting claims woken when tasks are queued; each that fills up wakes WAKE_MORE more
@@ -196,7 +197,8 @@ class IntakeTurns:
 
     A turn is a hint, not a lease: every replica's intake still claims every SALAD_INTAKE_INTERVAL, so an
     order whose replica stopped, or that a changing view of the replicas skips, waits that long at most (a
-    replica whose host vanished keeps its turns until PostgreSQL gives its connection up: db.KEEPALIVE_IDLE).
+    replica whose host vanished keeps its turns until PostgreSQL gives its connection up, after
+    db.dead_peer_seconds(), and the others' next refresh).
     A replica that cannot read the others (or find itself among them) takes every turn, as before turns.
     """
 
@@ -238,7 +240,7 @@ async def listen(database_url: str, tasks_queued: QueueSignal, order_placed: asy
             async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True,
                                                              application_name=LISTENER,
                                                              **dead_server_timeouts(database_url)) as conn:
-                await conn.execute(server_keepalives())  # a vanished replica's turns go to the others
+                await conn.execute(server_keepalives_sql())  # a vanished replica's turns go to the others
                 await conn.execute(f"LISTEN {TASKS_CHANNEL}")
                 await conn.execute(f"LISTEN {ORDERS_CHANNEL}")
                 tasks_queued.fire()  # tasks or orders may have come while we were not listening
