@@ -8,7 +8,6 @@ the other side run until it waits for one of them (or ends), then takes the lock
 PostgreSQL reports a deadlock after `deadlock_timeout` (1 s) where one forms.
 """
 
-import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,6 +17,8 @@ import psycopg
 from salad.contracts.work import Report
 from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import tasks
+
+from tests.helpers import wait_until
 
 LEASE = dict(lease_seconds=30, timeout_seconds=60)
 
@@ -31,15 +32,10 @@ def split(engine, *orders: tuple[int, list[str]]) -> None:
 
 def waiting_or_done(url: str, work: Future) -> None:
     """Until `work` waits for a lock (its next step would close a cycle) or ends."""
-    deadline = time.monotonic() + 10
     with psycopg.connect(url, autocommit=True) as conn:
-        while not work.done():
-            waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                   " AND datname = current_database()").fetchone()[0]
-            if waiting:
-                return
-            assert time.monotonic() < deadline, "neither waiting nor done"
-            time.sleep(0.02)
+        wait_until(lambda: work.done() or conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()").fetchone()[0], 10, interval=0.02, message="waiting or done")
 
 
 def statuses(url: str) -> dict:

@@ -22,6 +22,8 @@ from salad.core.db import make_engine, sqlalchemy_url
 from salad.master import wakeup
 from salad.master.wakeup import QueueSignal
 
+from tests.helpers import wait_until
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="iptables needs root")
 GIVE_UP_WITHIN = 20.0  # seconds; the settings below give up after 1 + 1 * 2
 
@@ -58,10 +60,7 @@ def listeners(url: str) -> dict[int, int]:
 
 
 async def until(condition, what: str) -> None:
-    deadline = time.monotonic() + GIVE_UP_WITHIN
-    while not await asyncio.to_thread(condition):
-        assert time.monotonic() < deadline, f"not within {GIVE_UP_WITHIN} s: {what}"
-        await asyncio.sleep(0.2)
+    await asyncio.to_thread(wait_until, condition, GIVE_UP_WITHIN, 0.2, what)
 
 
 def test_a_vanished_masters_listener_is_dropped_and_the_master_listens_again(postgres_url):
